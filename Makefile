@@ -1,0 +1,74 @@
+# The two commands of the contract: `make up` (set up and run everything) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUF := node_modules/.bin/buf
+
+.PHONY: help up down status test lint unit integration gen gen-check buf-lint buf-breaking stack-up clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "==> creating the virtualenv in $(VENV) and installing Rased (a few minutes the first time)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,stack]'
+	@touch $@
+
+$(BUF): package.json package-lock.json
+	@echo "==> installing the buf CLI from npm"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+up: $(STAMP) ## Install everything, start the local stack and the Rased services
+	@$(BIN)/rased stack up
+
+stack-up: $(STAMP) ## Start only the servers (Redis, PostgreSQL, Kafka, Cassandra, Triton)
+	@$(BIN)/rased stack up --servers-only
+
+down: ## Stop what `make up` started
+	@if [ -x $(BIN)/rased ]; then $(BIN)/rased stack down; else echo "nothing installed"; fi
+
+status: $(STAMP) ## Show each server's health
+	@$(BIN)/rased stack status
+
+gen: $(STAMP) ## Generate the Python code of the contracts into src/
+	@$(BIN)/python scripts/protogen.py
+
+gen-check: $(STAMP)
+	@$(BIN)/python scripts/protogen.py --check
+
+buf-lint: $(BUF)
+	@echo "==> buf lint"
+	@$(BUF) lint
+
+buf-breaking: $(BUF)
+	@echo "==> buf breaking"
+	@scripts/buf_breaking.sh $(BUF)
+
+lint: $(STAMP) buf-lint buf-breaking gen-check ## ruff, mypy --strict, buf lint/breaking, generated code current
+	@echo "==> ruff"
+	@$(BIN)/ruff check src tests scripts
+	@$(BIN)/ruff format --check src tests scripts
+	@echo "==> mypy --strict"
+	@$(BIN)/mypy
+
+unit: $(STAMP) ## Fast tests without servers
+	@$(BIN)/pytest tests/unit
+
+integration: $(STAMP) ## Tests against the real servers (started if not running)
+	@$(BIN)/pytest tests/integration
+
+test: lint ## The whole suite: lint, types, contracts, unit and integration tests
+	@echo "==> pytest"
+	@$(BIN)/pytest; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; \
+	  exit $$rc
+
+clean: down ## Stop everything and delete the local stack's data
+	rm -rf .stack

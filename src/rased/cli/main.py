@@ -1,0 +1,59 @@
+"""The `rased` command line: operator commands for a Rased deployment and its local stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from importlib import metadata
+
+from rased.cli import health_command, stack_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of every `rased` subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="rased", description="Operate Rased, the real-time fraud-detection backend."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("version", help="print the installed version")
+
+    health = commands.add_parser("health", help="ask a gRPC server for its health (grpc.health.v1)")
+    health.add_argument("target", help="host:port of the server, e.g. 127.0.0.1:50051")
+    health.add_argument("--service", default="", help="fully qualified service name; empty: all")
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds to wait (default 5)")
+
+    stack = commands.add_parser(
+        "stack", help="the local stack of real servers (make up/down/status)"
+    )
+    actions = stack.add_subparsers(dest="action", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="install, start and migrate every server, then the services")
+    up.add_argument(
+        "--servers-only", action="store_true", help="start the servers, not the Rased services"
+    )
+    actions.add_parser("down", help="stop everything the stack started, by pid")
+    status = actions.add_parser("status", help="show each server's health")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one `rased` command; return its exit status."""
+    options = build_parser().parse_args(argv)
+    try:
+        if options.command == "version":
+            print(metadata.version("rased"))
+            return 0
+        if options.command == "health":
+            return asyncio.run(
+                health_command.check(options.target, options.service, options.timeout)
+            )
+        return stack_command.run(options)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Enforces the contracts' buf.validate rules on every request message (protovalidate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import protovalidate
+
+from rased.common.errors import FieldViolation, ValidationFailed
+from rased.common.interceptors.base import CallInterceptor, Context
+
+
+def field_path(violation: Any) -> str:
+    """Render a violation's field path the way callers write it, e.g. `events[2].pointer.x`."""
+    parts: list[str] = []
+    for element in violation.proto.field.elements:
+        text = element.field_name
+        subscript = element.WhichOneof("subscript")
+        if subscript == "index":
+            text += f"[{element.index}]"
+        elif subscript is not None:
+            text += f"[{getattr(element, subscript)!r}]"
+        parts.append(text)
+    return ".".join(parts)
+
+
+def violations_of(validator: protovalidate.Validator, message: Any) -> list[FieldViolation]:
+    """Return the rules a message breaks, as field violations (empty when it is valid)."""
+    found = validator.collect_violations(message)
+    return [
+        FieldViolation(
+            field=field_path(v) or v.proto.rule_id,
+            description=v.proto.message,
+            rule=v.proto.rule_id,
+        )
+        for v in found
+    ]
+
+
+class ValidationInterceptor(CallInterceptor):
+    """Rejects a request that breaks its message's rules with ValidationFailed."""
+
+    def __init__(self, validator: protovalidate.Validator | None = None) -> None:
+        self.validator = validator or protovalidate.Validator()  # type: ignore[no-untyped-call]
+
+    async def on_request(self, method: str, request: Any, context: Context) -> None:
+        """Validate one request message."""
+        violations = violations_of(self.validator, request)
+        if violations:
+            raise ValidationFailed(violations)
