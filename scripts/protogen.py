@@ -52,7 +52,10 @@ def generate(out: Path) -> None:
     for source in _sources():
         base = THIRD_PARTY if source.is_relative_to(THIRD_PARTY) else PROTO
         args.append(str(source.relative_to(base)))
-    subprocess.run(args, check=True, cwd=ROOT)
+    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        # The mypy plugins chat on stderr; show it only when protoc failed.
+        sys.exit(f"protoc failed:\n{done.stdout}{done.stderr}")
     # protoc writes no packages; the google/ output of googleapis is not ours to ship.
     shutil.rmtree(out / "google", ignore_errors=True)
     for package in ("rased", "rased/v1", "buf", "buf/validate"):

@@ -15,6 +15,7 @@ from grpc_status import rpc_status
 
 from rased.common import errors
 from rased.common.correlation import CORRELATION_HEADER, current_correlation_id
+from rased.common.interceptors.base import Context
 from rased.common.server import GrpcServer
 from rased.common.settings import ServiceSettings
 from rased.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc
@@ -30,7 +31,7 @@ class _IngestForTests(ingest_pb2_grpc.IngestServiceServicer):
         self.seen_correlation_ids: list[str | None] = []
 
     async def SubmitBatch(
-        self, request: ingest_pb2.SubmitBatchRequest, context: aio.ServicerContext
+        self, request: ingest_pb2.SubmitBatchRequest, context: Context
     ) -> ingest_pb2.SubmitBatchResponse:
         self.seen_correlation_ids.append(current_correlation_id())
         txn = request.batch.transaction_id
@@ -54,7 +55,7 @@ class _IngestForTests(ingest_pb2_grpc.IngestServiceServicer):
     async def StreamBatches(
         self,
         request_iterator: AsyncIterator[ingest_pb2.StreamBatchesRequest],
-        context: aio.ServicerContext,
+        context: Context,
     ) -> ingest_pb2.StreamBatchesResponse:
         count = 0
         async for _ in request_iterator:

@@ -40,7 +40,7 @@ class StackSettings(BaseSettings):
     cassandra_storage_port: int = Field(default=7000, description="Cassandra gossip port.")
     cassandra_keyspace: str = Field(default="rased", description="Keyspace the services use.")
     cassandra_version: str = Field(
-        default="5.0.6", description="Cassandra version from Maven Central."
+        default="5.0.9", description="Cassandra version from Maven Central."
     )
     triton_http_port: int = Field(default=8000, description="Triton HTTP/REST port.")
     triton_grpc_port: int = Field(default=8001, description="Triton gRPC port.")
