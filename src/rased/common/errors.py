@@ -28,6 +28,16 @@ class ValidationFailed(RasedError):
         super().__init__(message or f"invalid request: {summary}")
 
 
+class DecryptionFailed(ValidationFailed):
+    """An encrypted payload could not be opened: wrong key, tampered or malformed."""
+
+    def __init__(self, reason: str, field: str = "encrypted_batch") -> None:
+        super().__init__(
+            [FieldViolation(field=field, description=reason, rule="jwe")],
+            message=f"could not decrypt {field}: {reason}",
+        )
+
+
 class PayloadTooLarge(RasedError):
     """The input exceeds a size limit (RESOURCE_EXHAUSTED, HTTP 413 at the edge)."""
 

@@ -57,8 +57,13 @@ class GrpcServer:
         register: Registrar,
         hooks: ServiceHooks | None = None,
         extra_interceptors: Sequence[aio.ServerInterceptor] = (),
+        self_validated_methods: frozenset[str] = frozenset(),
     ) -> None:
-        """Prepare a server; `register` adds the servicers and returns their full names."""
+        """Prepare a server; `register` adds the servicers and returns their full names.
+
+        `self_validated_methods` ("/pkg.Service/Method") skip the validation interceptor
+        because their servicer validates after authenticating.
+        """
         self.settings = settings
         self.hooks = hooks or ServiceHooks()
         self.health = health.aio.HealthServicer()
@@ -73,7 +78,7 @@ class GrpcServer:
                 MetricsInterceptor(),
                 ErrorInterceptor(),
                 *extra_interceptors,
-                ValidationInterceptor(),
+                ValidationInterceptor(self_validated=self_validated_methods),
             ],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),

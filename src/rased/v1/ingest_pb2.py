@@ -28,7 +28,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from rased.v1 import events_pb2 as rased_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rased/v1/ingest.proto\x12\x08rased.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x15rased/v1/events.proto\"v\n\x12SubmitBatchRequest\x12%\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x14.rased.v1.EventBatchH\x00\x12\'\n\x0f\x65ncrypted_batch\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\x10\x14\x18\x80\x80\x80\x02H\x00\x42\x10\n\x07payload\x12\x05\xbaH\x02\x08\x01\"\xe0\x01\n\x13SubmitBatchResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12/\n\x0b\x64isposition\x18\x03 \x01(\x0e\x32\x1a.rased.v1.BatchDisposition\x12+\n\x0c\x66lush_reason\x18\x04 \x01(\x0e\x32\x15.rased.v1.FlushReason\x12\x18\n\x10\x62uffered_batches\x18\x05 \x01(\r\x12\x16\n\x0e\x62uffered_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07segment\x18\x07 \x01(\r\"x\n\x14StreamBatchesRequest\x12%\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x14.rased.v1.EventBatchH\x00\x12\'\n\x0f\x65ncrypted_batch\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\x10\x14\x18\x80\x80\x80\x02H\x00\x42\x10\n\x07payload\x12\x05\xbaH\x02\x08\x01\"\x89\x01\n\x15StreamBatchesResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x10\n\x08rejected\x18\x02 \x01(\r\x12\x1c\n\x14\x66lushed_transactions\x18\x03 \x01(\r\x12.\n\x07results\x18\x04 \x03(\x0b\x32\x1d.rased.v1.SubmitBatchResponse*\x95\x01\n\x10\x42\x61tchDisposition\x12!\n\x1d\x42\x41TCH_DISPOSITION_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x42\x41TCH_DISPOSITION_BUFFERED\x10\x01\x12\x1d\n\x19\x42\x41TCH_DISPOSITION_FLUSHED\x10\x02\x12\x1f\n\x1b\x42\x41TCH_DISPOSITION_DUPLICATE\x10\x03*\xac\x01\n\x0b\x46lushReason\x12\x1c\n\x18\x46LUSH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46LUSH_REASON_TRIGGER\x10\x01\x12\x1c\n\x18\x46LUSH_REASON_BATCH_COUNT\x10\x02\x12\x15\n\x11\x46LUSH_REASON_SIZE\x10\x03\x12\x15\n\x11\x46LUSH_REASON_IDLE\x10\x04\x12\x19\n\x15\x46LUSH_REASON_RECOVERY\x10\x05\x32\xc5\x01\n\rIngestService\x12`\n\x0bSubmitBatch\x12\x1c.rased.v1.SubmitBatchRequest\x1a\x1d.rased.v1.SubmitBatchResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/event:\x01*\x12R\n\rStreamBatches\x12\x1e.rased.v1.StreamBatchesRequest\x1a\x1f.rased.v1.StreamBatchesResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15rased/v1/ingest.proto\x12\x08rased.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x15rased/v1/events.proto\"v\n\x12SubmitBatchRequest\x12%\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x14.rased.v1.EventBatchH\x00\x12\'\n\x0f\x65ncrypted_batch\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\x10\x14\x18\x80\x80\x80\x02H\x00\x42\x10\n\x07payload\x12\x05\xbaH\x02\x08\x01\"\x93\x02\n\x13SubmitBatchResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12/\n\x0b\x64isposition\x18\x03 \x01(\x0e\x32\x1a.rased.v1.BatchDisposition\x12+\n\x0c\x66lush_reason\x18\x04 \x01(\x0e\x32\x15.rased.v1.FlushReason\x12\x18\n\x10\x62uffered_batches\x18\x05 \x01(\r\x12\x16\n\x0e\x62uffered_bytes\x18\x06 \x01(\x04\x12\x0f\n\x07segment\x18\x07 \x01(\r\x12\x31\n\x0frejected_events\x18\x08 \x03(\x0b\x32\x18.rased.v1.EventRejection\"D\n\x0e\x45ventRejection\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0b\x66ield_paths\x18\x03 \x03(\t\"x\n\x14StreamBatchesRequest\x12%\n\x05\x62\x61tch\x18\x01 \x01(\x0b\x32\x14.rased.v1.EventBatchH\x00\x12\'\n\x0f\x65ncrypted_batch\x18\x02 \x01(\tB\x0c\xbaH\tr\x07\x10\x14\x18\x80\x80\x80\x02H\x00\x42\x10\n\x07payload\x12\x05\xbaH\x02\x08\x01\"\x89\x01\n\x15StreamBatchesResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x10\n\x08rejected\x18\x02 \x01(\r\x12\x1c\n\x14\x66lushed_transactions\x18\x03 \x01(\r\x12.\n\x07results\x18\x04 \x03(\x0b\x32\x1d.rased.v1.SubmitBatchResponse*\x95\x01\n\x10\x42\x61tchDisposition\x12!\n\x1d\x42\x41TCH_DISPOSITION_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x42\x41TCH_DISPOSITION_BUFFERED\x10\x01\x12\x1d\n\x19\x42\x41TCH_DISPOSITION_FLUSHED\x10\x02\x12\x1f\n\x1b\x42\x41TCH_DISPOSITION_DUPLICATE\x10\x03*\xac\x01\n\x0b\x46lushReason\x12\x1c\n\x18\x46LUSH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46LUSH_REASON_TRIGGER\x10\x01\x12\x1c\n\x18\x46LUSH_REASON_BATCH_COUNT\x10\x02\x12\x15\n\x11\x46LUSH_REASON_SIZE\x10\x03\x12\x15\n\x11\x46LUSH_REASON_IDLE\x10\x04\x12\x19\n\x15\x46LUSH_REASON_RECOVERY\x10\x05\x32\xc5\x01\n\rIngestService\x12`\n\x0bSubmitBatch\x12\x1c.rased.v1.SubmitBatchRequest\x1a\x1d.rased.v1.SubmitBatchResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/event:\x01*\x12R\n\rStreamBatches\x12\x1e.rased.v1.StreamBatchesRequest\x1a\x1f.rased.v1.StreamBatchesResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,18 +45,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMBATCHESREQUEST'].fields_by_name['encrypted_batch']._serialized_options = b'\272H\tr\007\020\024\030\200\200\200\002'
   _globals['_INGESTSERVICE'].methods_by_name['SubmitBatch']._loaded_options = None
   _globals['_INGESTSERVICE'].methods_by_name['SubmitBatch']._serialized_options = b'\202\323\344\223\002\016\"\t/v1/event:\001*'
-  _globals['_BATCHDISPOSITION']._serialized_start=727
-  _globals['_BATCHDISPOSITION']._serialized_end=876
-  _globals['_FLUSHREASON']._serialized_start=879
-  _globals['_FLUSHREASON']._serialized_end=1051
+  _globals['_BATCHDISPOSITION']._serialized_start=848
+  _globals['_BATCHDISPOSITION']._serialized_end=997
+  _globals['_FLUSHREASON']._serialized_start=1000
+  _globals['_FLUSHREASON']._serialized_end=1172
   _globals['_SUBMITBATCHREQUEST']._serialized_start=117
   _globals['_SUBMITBATCHREQUEST']._serialized_end=235
   _globals['_SUBMITBATCHRESPONSE']._serialized_start=238
-  _globals['_SUBMITBATCHRESPONSE']._serialized_end=462
-  _globals['_STREAMBATCHESREQUEST']._serialized_start=464
-  _globals['_STREAMBATCHESREQUEST']._serialized_end=584
-  _globals['_STREAMBATCHESRESPONSE']._serialized_start=587
-  _globals['_STREAMBATCHESRESPONSE']._serialized_end=724
-  _globals['_INGESTSERVICE']._serialized_start=1054
-  _globals['_INGESTSERVICE']._serialized_end=1251
+  _globals['_SUBMITBATCHRESPONSE']._serialized_end=513
+  _globals['_EVENTREJECTION']._serialized_start=515
+  _globals['_EVENTREJECTION']._serialized_end=583
+  _globals['_STREAMBATCHESREQUEST']._serialized_start=585
+  _globals['_STREAMBATCHESREQUEST']._serialized_end=705
+  _globals['_STREAMBATCHESRESPONSE']._serialized_start=708
+  _globals['_STREAMBATCHESRESPONSE']._serialized_end=845
+  _globals['_INGESTSERVICE']._serialized_start=1175
+  _globals['_INGESTSERVICE']._serialized_end=1372
 # @@protoc_insertion_point(module_scope)

@@ -130,6 +130,7 @@ class SubmitBatchResponse(_message.Message):
     BUFFERED_BATCHES_FIELD_NUMBER: _builtins.int
     BUFFERED_BYTES_FIELD_NUMBER: _builtins.int
     SEGMENT_FIELD_NUMBER: _builtins.int
+    REJECTED_EVENTS_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
     """Id of the batch, echoed."""
     transaction_id: _builtins.str
@@ -144,6 +145,12 @@ class SubmitBatchResponse(_message.Message):
     """Bytes buffered for the transaction after this one (0 after a flush)."""
     segment: _builtins.int
     """Segment number of the compiled transaction, when flushed."""
+    @_builtins.property
+    def rejected_events(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventRejection]:
+        """Events dropped from an otherwise valid batch, each published to the rejected-events
+        topic; the rest of the batch was accepted.
+        """
+
     def __init__(
         self,
         *,
@@ -154,14 +161,47 @@ class SubmitBatchResponse(_message.Message):
         buffered_batches: _builtins.int = ...,
         buffered_bytes: _builtins.int = ...,
         segment: _builtins.int = ...,
+        rejected_events: _abc.Iterable[Global___EventRejection] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "buffered_batches", b"buffered_batches", "buffered_bytes", b"buffered_bytes", "disposition", b"disposition", "flush_reason", b"flush_reason", "segment", b"segment", "transaction_id", b"transaction_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "buffered_batches", b"buffered_batches", "buffered_bytes", b"buffered_bytes", "disposition", b"disposition", "flush_reason", b"flush_reason", "rejected_events", b"rejected_events", "segment", b"segment", "transaction_id", b"transaction_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitBatchResponse: _TypeAlias = SubmitBatchResponse  # noqa: Y015
+
+@_typing.final
+class EventRejection(_message.Message):
+    """One event dropped from an accepted batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FIELD_PATHS_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Index of the event in the batch as sent."""
+    reason: _builtins.str
+    """Why it was dropped."""
+    @_builtins.property
+    def field_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Field paths of the broken rules, e.g. "events[3].pointer.x"."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        field_paths: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field_paths", b"field_paths", "index", b"index", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventRejection: _TypeAlias = EventRejection  # noqa: Y015
 
 @_typing.final
 class StreamBatchesRequest(_message.Message):

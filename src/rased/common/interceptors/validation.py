@@ -38,13 +38,24 @@ def violations_of(validator: protovalidate.Validator, message: Any) -> list[Fiel
 
 
 class ValidationInterceptor(CallInterceptor):
-    """Rejects a request that breaks its message's rules with ValidationFailed."""
+    """Rejects a request that breaks its message's rules with ValidationFailed.
 
-    def __init__(self, validator: protovalidate.Validator | None = None) -> None:
+    Methods in `self_validated` are skipped: their servicer validates after authenticating,
+    so that what an authenticated caller sends wrong can be recorded (ingestion).
+    """
+
+    def __init__(
+        self,
+        validator: protovalidate.Validator | None = None,
+        self_validated: frozenset[str] = frozenset(),
+    ) -> None:
         self.validator = validator or protovalidate.Validator()  # type: ignore[no-untyped-call]
+        self.self_validated = self_validated
 
     async def on_request(self, method: str, request: Any, context: Context) -> None:
         """Validate one request message."""
+        if method in self.self_validated:
+            return
         violations = violations_of(self.validator, request)
         if violations:
             raise ValidationFailed(violations)
