@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 
-.PHONY: help up down status test lint unit integration gen gen-check buf-lint buf-breaking stack-up clean
+.PHONY: help up down status test lint unit integration gen gen-check buf-lint buf-breaking stack-up train eval clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "==> creating the virtualenv in $(VENV) and installing Rased (a few minutes the first time)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install --quiet --upgrade pip
-	@$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,stack]'
+	@$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,stack,train]'
 	@touch $@
 
 $(BUF): package.json package-lock.json
@@ -69,6 +69,16 @@ test: lint ## The whole suite: lint, types, contracts, unit and integration test
 	@$(BIN)/pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; \
 	  exit $$rc
+
+DATA ?= ../shared/data
+
+train: $(STAMP) ## Train the models (seeded) and export them to model_repository/
+	@$(BIN)/python -m rased.training
+
+eval: $(STAMP) ## Evaluate the models on the held-out split of the shared data
+	@$(BIN)/rased-eval bot --csv $(DATA)/delbot_mouse/train.csv.gz --held-out-split 42
+	@$(BIN)/rased-eval takeover --train $(DATA)/balabit/training_files \
+	  --test $(DATA)/balabit/test_files_labelled --labels $(DATA)/balabit/labels.csv
 
 clean: down ## Stop everything and delete the local stack's data
 	rm -rf .stack

@@ -1,0 +1,1 @@
+"""Evaluation of Rased's models on data in the public data sets' formats (`rased-eval`)."""

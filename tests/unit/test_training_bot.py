@@ -1,0 +1,71 @@
+"""Split, synthetic bots and ONNX export of the bot_detection training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rased.eval.onnx_model import ModelError, OnnxClassifier
+from rased.features.pointer import N_POINTER_FEATURES, POINTER_FEATURE_NAMES
+from rased.features.trajectory import PointerAction, Trajectory
+from rased.training import synthetic_bots
+from rased.training.bot_detection import decimated, features_of, fit_model, reference_samples
+from rased.training.onnx_export import export_classifier, run_probabilities
+from rased.training.split import is_test
+
+
+def test_split_is_deterministic_and_near_its_fraction() -> None:
+    ids = [f"session-{i}" for i in range(4000)]
+    first = [is_test(7, "src", s) for s in ids]
+    assert first == [is_test(7, "src", s) for s in reversed(ids)][::-1]
+    assert 0.22 < np.mean(first) < 0.28
+    assert first != [is_test(8, "src", s) for s in ids]
+
+
+def test_synthetic_bots_are_reproducible_and_valid() -> None:
+    a, fam_a = synthetic_bots.generate_many(10, seed=3)
+    b, fam_b = synthetic_bots.generate_many(10, seed=3)
+    assert fam_a == fam_b
+    assert set(fam_a) == set(synthetic_bots.FAMILIES)
+    for ta, tb in zip(a, b, strict=True):
+        assert np.array_equal(ta.x, tb.x)
+        assert np.array_equal(ta.t_ms, tb.t_ms)
+        assert ta.action[0] == PointerAction.DOWN
+        assert ta.action[-1] == PointerAction.UP
+    assert np.isfinite(features_of(a)).all()
+    with pytest.raises(ValueError, match="unknown bot family"):
+        synthetic_bots.generate("teleporter", np.random.default_rng(0))
+
+
+def test_decimated_keeps_clicks_and_half_the_moves() -> None:
+    actions = [PointerAction.DOWN] + [PointerAction.MOVE] * 10 + [PointerAction.UP]
+    traj = Trajectory.from_arrays(np.arange(12.0), np.arange(12.0), np.zeros(12), actions)
+    out = decimated(traj)
+    assert out.action.tolist().count(PointerAction.MOVE) == 5
+    assert out.action[0] == PointerAction.DOWN
+    assert out.action[-1] == PointerAction.UP
+
+
+def test_reference_samples_surround_the_people() -> None:
+    human = np.random.default_rng(0).normal(0, 1, (500, 3))
+    ref = reference_samples(human, 1000, np.random.default_rng(1))
+    assert ref.shape == (1000, 3)
+    assert ref.min() < human.min() and ref.max() > human.max()
+
+
+def test_onnx_export_matches_scikit_learn(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (300, N_POINTER_FEATURES))
+    y = (x[:, 0] + 0.5 * rng.normal(0, 1, 300) > 0).astype(np.int64)
+    model = fit_model(x, y, seed=0)
+    path = tmp_path / "m" / "1" / "model.onnx"
+    export_classifier(model, POINTER_FEATURE_NAMES, path, x, {"model": "test"})
+    got = run_probabilities(path, x)
+    assert np.allclose(got, model.predict_proba(x.astype(np.float32))[:, 1], atol=1e-4)
+    assert np.allclose(OnnxClassifier(path, POINTER_FEATURE_NAMES).probabilities(x), got)
+    with pytest.raises(ModelError, match="other features"):
+        OnnxClassifier(path, [*POINTER_FEATURE_NAMES, "extra"])
+    with pytest.raises(ModelError, match="no such model"):
+        OnnxClassifier(tmp_path / "missing.onnx", POINTER_FEATURE_NAMES)
