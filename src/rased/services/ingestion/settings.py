@@ -31,6 +31,10 @@ class IngestionSettings(ServiceSettings):
     session_token_secret: SecretStr = Field(
         description="HMAC key (>= 32 bytes) signing session tokens; shared by every instance."
     )
+    previous_session_token_secrets: list[SecretStr] = Field(
+        default_factory=list,
+        description="Former signing keys, still accepted while their tokens may be alive.",
+    )
     session_token_ttl: timedelta = Field(
         default=timedelta(minutes=15), description="Default lifetime of a session token."
     )
@@ -42,6 +46,10 @@ class IngestionSettings(ServiceSettings):
             "Keys sealing the organizations' private keys: `id:base64key` pairs, "
             "comma-separated, newest last (older ones still open what they sealed)."
         )
+    )
+    encryption_key_cache_ttl: timedelta = Field(
+        default=timedelta(seconds=30),
+        description="How long an organization's private key stays in memory once opened.",
     )
     key_cache_ttl: timedelta = Field(
         default=timedelta(seconds=5),

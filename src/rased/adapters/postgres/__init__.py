@@ -1,0 +1,1 @@
+"""PostgreSQL adapters (asyncpg): organizations, API keys and encryption keys."""
