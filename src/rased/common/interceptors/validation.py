@@ -10,16 +10,17 @@ from rased.common.errors import FieldViolation, ValidationFailed
 from rased.common.interceptors.base import CallInterceptor, Context
 
 
-def field_path(violation: Any) -> str:
+def field_path(violation: protovalidate.Violation) -> str:
     """Render a violation's field path the way callers write it, e.g. `events[2].pointer.x`."""
     parts: list[str] = []
-    for element in violation.proto.field.elements:
+    path = violation.proto.field
+    for element in path.elements if path is not None else ():
         text = element.field_name
-        subscript = element.WhichOneof("subscript")
-        if subscript == "index":
-            text += f"[{element.index}]"
-        elif subscript is not None:
-            text += f"[{getattr(element, subscript)!r}]"
+        subscript = element.subscript
+        if subscript is not None:
+            # Map keys are quoted; list positions are not.
+            value = subscript.value
+            text += f"[{value}]" if subscript.field == "index" else f"[{value!r}]"
         parts.append(text)
     return ".".join(parts)
 
@@ -49,7 +50,7 @@ class ValidationInterceptor(CallInterceptor):
         validator: protovalidate.Validator | None = None,
         self_validated: frozenset[str] = frozenset(),
     ) -> None:
-        self.validator = validator or protovalidate.Validator()  # type: ignore[no-untyped-call]
+        self.validator = validator or protovalidate.Validator()
         self.self_validated = self_validated
 
     async def on_request(self, method: str, request: Any, context: Context) -> None:

@@ -69,7 +69,7 @@ class BatchIntake:
         self.rejections = rejections
         self.rate_limits = rate_limits
         self.limits = limits
-        self.validator = validator or protovalidate.Validator()  # type: ignore[no-untyped-call]
+        self.validator = validator or protovalidate.Validator()
 
     async def authenticate(self, authorization: str | None, origin: str | None) -> Caller:
         """Check the caller's credential for ingestion."""
