@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 
-.PHONY: help up down status test lint unit integration gen gen-check buf-lint buf-breaking stack-up train eval clean
+.PHONY: help up down status test lint unit integration gen gen-check buf-lint buf-breaking stack-up train eval bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -53,8 +53,8 @@ buf-breaking: $(BUF)
 
 lint: $(STAMP) buf-lint buf-breaking gen-check ## ruff, mypy --strict, buf lint/breaking, generated code current
 	@echo "==> ruff"
-	@$(BIN)/ruff check src tests scripts
-	@$(BIN)/ruff format --check src tests scripts
+	@$(BIN)/ruff check src tests scripts bench
+	@$(BIN)/ruff format --check src tests scripts bench
 	@echo "==> mypy --strict"
 	@$(BIN)/mypy
 
@@ -69,6 +69,9 @@ test: lint ## The whole suite: lint, types, contracts, unit and integration test
 	@$(BIN)/pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; \
 	  exit $$rc
+
+bench: $(STAMP) ## Benchmarks (needs the stack: make stack-up); figures go to docs/benchmarks.md
+	@$(BIN)/python bench/ingest.py run
 
 DATA ?= ../shared/data
 

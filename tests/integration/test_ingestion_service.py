@@ -72,7 +72,7 @@ class Deployment:
         )
         return reply.token
 
-    async def consume(self, topic: Topic, count: int, timeout: float = 20) -> list[bytes]:
+    async def consume(self, topic: Topic, count: int, wait_seconds: float = 20) -> list[bytes]:
         consumer = AIOKafkaConsumer(
             self.topics.topic_name(topic),
             bootstrap_servers=self.bootstrap,
@@ -83,7 +83,7 @@ class Deployment:
         await consumer.start()
         values: list[bytes] = []
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait_seconds):
                 while len(values) < count:
                     batches = await consumer.getmany(timeout_ms=500)
                     values += [m.value for ms in batches.values() for m in ms if m.value]

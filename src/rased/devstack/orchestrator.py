@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from rased.adapters.kafka.topics import KafkaTopicSettings, ensure_topics
 from rased.devstack.base import ManagedServer, Progress, StackError
-from rased.devstack.services import RasedService
+from rased.devstack.services import RasedService, load_services
 from rased.devstack.settings import StackSettings
 from rased.migrations.cassandra import apply_cassandra_migrations
 from rased.migrations.postgres import apply_postgres_migrations
@@ -106,7 +106,7 @@ class ServerStatus:
 
 async def status(settings: StackSettings) -> list[ServerStatus]:
     """Probe every server once (in parallel) and report what answered."""
-    servers = load_servers(settings)
+    servers: list[ManagedServer] = [*load_servers(settings), *load_services(settings)]
 
     async def one(server: ManagedServer) -> ServerStatus:
         try:

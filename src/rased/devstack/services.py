@@ -11,6 +11,7 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rased.devstack.base import ManagedServer, Progress, StackError
+from rased.devstack.dev_secrets import load_dev_secrets
 from rased.devstack.settings import StackSettings
 
 
@@ -23,9 +24,9 @@ class ServiceEntry:
     grpc_port: int
 
 
-# Filled in as the services land (ingestion, persistence, scoring, notification, results,
-# admin); each entry is a console script declared in pyproject.toml.
-SERVICE_ENTRIES: tuple[ServiceEntry, ...] = ()
+# One entry per service that exists (persistence, scoring, notification, results and admin
+# join as they land); each is a console script declared in pyproject.toml.
+SERVICE_ENTRIES: tuple[ServiceEntry, ...] = (ServiceEntry("ingestion", "rased-ingestion", 50051),)
 
 
 class RasedService(ManagedServer):
@@ -58,12 +59,23 @@ class RasedService(ManagedServer):
         return [self._script() or self.entry.script]
 
     def environment(self) -> dict[str, str]:
-        """Point the service at its port."""
+        """Point the service at its port, the stack's servers and the stack's secrets."""
         prefix = f"RASED_{self.entry.name.upper()}_"
-        return {
-            f"{prefix}GRPC_HOST": self.settings.host,
-            f"{prefix}GRPC_PORT": str(self.entry.grpc_port),
+        host = self.settings.host
+        dev = load_dev_secrets(self.settings)
+        values = {
+            "GRPC_HOST": host,
+            "GRPC_PORT": str(self.entry.grpc_port),
+            "REDIS_URL": f"redis://{host}:{self.settings.redis_port}/0",
+            "POSTGRES_DSN": (
+                f"postgresql://{self.settings.postgres_user}@{host}:"
+                f"{self.settings.postgres_port}/{self.settings.postgres_db}"
+            ),
+            "KAFKA_BOOTSTRAP_SERVERS": f"{host}:{self.settings.kafka_port}",
+            "SESSION_TOKEN_SECRET": dev.session_token_secret,
+            "MASTER_KEYS": dev.master_keys,
         }
+        return {prefix + name: value for name, value in values.items()}
 
     async def probe(self) -> str:
         """Ask grpc.health.v1 for the server's overall health."""

@@ -21,6 +21,9 @@ class IngestionSettings(ServiceSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0", description="Redis holding the buffers and limits."
     )
+    redis_key_prefix: str = Field(
+        default="rased:", description="Prefix of every Redis key this service writes."
+    )
     postgres_dsn: str = Field(
         default="postgresql://rased@127.0.0.1:5432/rased",
         description="PostgreSQL holding organizations, API keys and encryption keys.",

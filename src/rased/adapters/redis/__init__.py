@@ -1,0 +1,5 @@
+"""Redis adapters: the per-transaction event buffer."""
+
+from rased.adapters.redis.event_buffer import RedisEventBuffer
+
+__all__ = ["RedisEventBuffer"]
