@@ -73,7 +73,12 @@ class GrpcServer:
         self._service_names: list[str] = []
         self._server = aio.server(
             interceptors=[
-                aio_server_interceptor(),  # type: ignore[no-untyped-call]
+                # Spans cost time on every call; without an exporter nobody reads them.
+                *(
+                    [aio_server_interceptor()]  # type: ignore[no-untyped-call]
+                    if settings.otel_exporter != "none"
+                    else []
+                ),
                 CorrelationInterceptor(),
                 MetricsInterceptor(),
                 ErrorInterceptor(),
