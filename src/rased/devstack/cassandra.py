@@ -18,8 +18,8 @@ from cassandra.cluster import (
 )
 from cassandra.policies import WhiteListRoundRobinPolicy
 
-from rased.devstack.apt import ensure_apt_packages
-from rased.devstack.base import ManagedServer, Progress, StackError, run_checked
+from rased.devstack.base import ManagedServer, Progress, StackError
+from rased.devstack.maven import COMPLETE_MARKER, install_jars, java_home_binary
 
 # Cassandra's bin/cassandra passes these from conf/jvm17-server.options; only the jar is on
 # Maven Central, so they are reproduced here. Without them the node stops at once on Java 17
@@ -126,7 +126,7 @@ class CassandraServer(ManagedServer):
     @property
     def installed_marker(self) -> Path:
         """File written once every jar of the classpath has been copied."""
-        return self.lib_dir / ".complete"
+        return self.lib_dir / COMPLETE_MARKER
 
     @property
     def conf_dir(self) -> Path:
@@ -165,39 +165,15 @@ class CassandraServer(ManagedServer):
 
     def install(self, progress: Progress) -> None:
         """Copy Cassandra's jars from Maven Central (through ~/.m2) into the state folder, once."""
-        if self.installed_marker.is_file():
-            return
-        # Debian packages of the tools, for a machine that lacks them (bookworm's Maven runs
-        # on its default JRE, which is Java 17).
-        missing = [
-            package
-            for tool, package in (("java", "openjdk-17-jre-headless"), ("mvn", "maven"))
-            if shutil.which(tool) is None and not (tool == "java" and self._java_home_binary())
-        ]
-        if missing:
-            ensure_apt_packages(missing, progress)
-        progress(f"cassandra: resolving Cassandra {self.version} with Maven")
-        self.lib_dir.mkdir(parents=True, exist_ok=True)
-        run_checked(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(self.pom),
-                f"-Dcassandra.version={self.version}",
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={self.lib_dir}",
-            ],
-            "cassandra: maven dependency:copy-dependencies",
+        install_jars(
+            "cassandra",
+            self.pom,
+            "cassandra.version",
+            self.version,
+            self.lib_dir,
+            self._main_jar().name,
+            progress,
         )
-        jars = sorted(path.name for path in self.lib_dir.glob("*.jar"))
-        if self._main_jar().name not in jars:
-            raise StackError(
-                f"cassandra: maven finished but {self.lib_dir} lacks {self._main_jar().name}"
-            )
-        self.installed_marker.write_text("\n".join(jars) + "\n")
-        progress(f"cassandra: {len(jars)} jars in {self.lib_dir}")
 
     def prepare(self, progress: Progress) -> None:
         """Write cassandra.yaml and logging config; create missing data folders, keep the rest."""
@@ -299,16 +275,9 @@ class CassandraServer(ManagedServer):
             prefix += ["setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--"]
         return prefix
 
-    def _java_home_binary(self) -> Path | None:
-        """Return $JAVA_HOME/bin/java when JAVA_HOME names a JDK or JRE."""
-        java_home = os.environ.get("JAVA_HOME")
-        if java_home and (Path(java_home) / "bin" / "java").is_file():
-            return Path(java_home) / "bin" / "java"
-        return None
-
     def _java_binary(self) -> Path:
         """Return the java to run: $JAVA_HOME/bin/java when set, else the one on PATH."""
-        from_home = self._java_home_binary()
+        from_home = java_home_binary()
         if from_home is not None:
             return from_home
         found = shutil.which("java")

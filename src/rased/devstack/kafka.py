@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import shutil
 import uuid
 from pathlib import Path
 from typing import ClassVar
@@ -13,6 +12,7 @@ from typing import ClassVar
 from aiokafka.admin import AIOKafkaAdminClient
 
 from rased.devstack.base import ManagedServer, Progress, StackError, run_checked
+from rased.devstack.maven import install_jars
 
 
 def _new_cluster_id() -> str:
@@ -43,11 +43,6 @@ class KafkaServer(ManagedServer):
     def lib_dir(self) -> Path:
         """Folder holding the broker's classpath for the configured Kafka version."""
         return self.home / f"lib-{self.settings.kafka_version}"
-
-    @property
-    def installed_marker(self) -> Path:
-        """File written once every jar of the classpath has been copied."""
-        return self.lib_dir / ".complete"
 
     @property
     def data_dir(self) -> Path:
@@ -86,32 +81,16 @@ class KafkaServer(ManagedServer):
 
     def install(self, progress: Progress) -> None:
         """Copy Kafka's jars from Maven Central (through ~/.m2) into the state folder, once."""
-        if self.installed_marker.is_file():
-            return
-        for tool in ("java", "mvn"):
-            if shutil.which(tool) is None:
-                raise StackError(f"kafka: `{tool}` is not on PATH; install Java 17 and Maven")
-        progress(f"kafka: resolving Kafka {self.settings.kafka_version} with Maven")
-        self.lib_dir.mkdir(parents=True, exist_ok=True)
-        run_checked(
-            [
-                "mvn",
-                "-q",
-                "-B",
-                "-f",
-                str(self.pom),
-                f"-Dkafka.version={self.settings.kafka_version}",
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={self.lib_dir}",
-            ],
-            "kafka: maven dependency:copy-dependencies",
+        version = self.settings.kafka_version
+        install_jars(
+            "kafka",
+            self.pom,
+            "kafka.version",
+            version,
+            self.lib_dir,
+            f"kafka_2.13-{version}.jar",
+            progress,
         )
-        jars = sorted(path.name for path in self.lib_dir.glob("*.jar"))
-        wanted = f"kafka_2.13-{self.settings.kafka_version}.jar"
-        if wanted not in jars:
-            raise StackError(f"kafka: maven finished but {self.lib_dir} lacks {wanted}")
-        self.installed_marker.write_text("\n".join(jars) + "\n")
-        progress(f"kafka: {len(jars)} jars in {self.lib_dir}")
 
     def prepare(self, progress: Progress) -> None:
         """Write server.properties and format the storage once (an existing one is kept)."""
