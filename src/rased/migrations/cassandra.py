@@ -23,34 +23,34 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cassandra import ConsistencyLevel
-from cassandra.cluster import (
-    EXEC_PROFILE_DEFAULT,
-    Cluster,
-    ExecutionProfile,
-    ResponseFuture,
-    Session,
-)
-from cassandra.policies import (
-    DCAwareRoundRobinPolicy,
-    TokenAwarePolicy,
-)
+from cassandra.cluster import Session
 from cassandra.query import SimpleStatement
+
+# The asyncio bridge lives with the Cassandra adapters; re-exported for the runner's callers.
+from rased.adapters.cassandra.session import cassandra_session, execute
+from rased.migrations.files import MigrationError, versioned_files
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "Migration",
+    "MigrationError",
+    "apply_cassandra_migrations",
+    "cassandra_session",
+    "execute",
+    "load_migrations",
+    "replication_literal",
+    "split_statements",
+]
 
 MIGRATIONS_DIR = Path(__file__).with_name("cassandra")
 
-_FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.cql$")
 # Unquoted CQL identifiers fold to lower case; requiring it keeps names and lookups equal.
 _KEYSPACE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-
-# Schema changes wait for schema agreement between nodes; give them more than a query.
-REQUEST_TIMEOUT_S = 60.0
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -60,10 +60,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamp
 )
 """
-
-
-class MigrationError(RuntimeError):
-    """The migrations on disk and those recorded in the keyspace do not agree, or one failed."""
 
 
 @dataclass(frozen=True)
@@ -147,26 +143,16 @@ def _rest_of_line_is_blank(text: str, start: int) -> bool:
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:
     """Read the `NNNN_name.cql` files of a folder, in version order."""
-    folder = directory or MIGRATIONS_DIR
-    migrations: dict[str, Migration] = {}
-    for path in sorted(folder.glob("*.cql")):
-        match = _FILE_NAME.match(path.name)
-        if match is None:
-            # A misnamed file would otherwise be skipped silently and never applied.
-            raise MigrationError(f"{path}: migration files are named NNNN_lower_case_name.cql")
-        version = match["version"]
-        if version in migrations:
-            raise MigrationError(
-                f"{path} and {migrations[version].path} both have version {version}"
-            )
+    migrations: list[Migration] = []
+    for file in versioned_files(directory or MIGRATIONS_DIR, "cql"):
         try:
-            statements = tuple(split_statements(path.read_text()))
+            statements = tuple(split_statements(file.path.read_text()))
         except MigrationError as exc:
-            raise MigrationError(f"{path}: {exc}") from exc
+            raise MigrationError(f"{file.path}: {exc}") from exc
         if not statements:
-            raise MigrationError(f"{path}: no CQL statement in the file")
-        migrations[version] = Migration(version, match["name"], path, statements)
-    return [migrations[version] for version in sorted(migrations)]
+            raise MigrationError(f"{file.path}: no CQL statement in the file")
+        migrations.append(Migration(file.version, file.name, file.path, statements))
+    return migrations
 
 
 def replication_literal(replication: Mapping[str, str | int]) -> str:
@@ -265,63 +251,3 @@ def _quorum(query: str) -> SimpleStatement:
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
         serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
     )
-
-
-# -- asyncio over the (thread-based) DataStax driver -------------------------------------
-
-
-@asynccontextmanager
-async def cassandra_session(
-    contact_points: Sequence[str], port: int, keyspace: str | None = None
-) -> AsyncIterator[Session]:
-    """Connect a driver session without blocking the event loop; shut the cluster down after."""
-    profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-        request_timeout=REQUEST_TIMEOUT_S,
-    )
-    cluster = Cluster(
-        contact_points=list(contact_points),
-        port=port,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-    )
-    try:
-        session = await asyncio.to_thread(cluster.connect, keyspace)
-        yield session
-    finally:
-        await asyncio.to_thread(cluster.shutdown)
-
-
-async def execute(
-    session: Session, query: str | SimpleStatement, parameters: Sequence[Any] | None = None
-) -> list[Any]:
-    """Run one statement through execute_async and await every page of its rows."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[list[Any]] = loop.create_future()
-    rows: list[Any] = []
-    response: ResponseFuture = session.execute_async(query, parameters)
-
-    # The driver calls these on its own I/O thread; results cross to the loop thread-safely.
-    def on_page(page: list[Any]) -> None:
-        rows.extend(page or ())
-        if response.has_more_pages:
-            response.start_fetching_next_page()  # the same callbacks run for the next page
-        else:
-            loop.call_soon_threadsafe(_settle, done, rows, None)
-
-    def on_error(exc: BaseException) -> None:
-        loop.call_soon_threadsafe(_settle, done, None, exc)
-
-    response.add_callbacks(on_page, on_error)
-    return await done
-
-
-def _settle(
-    done: asyncio.Future[list[Any]], rows: list[Any] | None, exc: BaseException | None
-) -> None:
-    """Resolve the awaiting future, unless its awaiter has given up (cancelled) already."""
-    if done.done():
-        return
-    if exc is not None:
-        done.set_exception(exc)
-    else:
-        done.set_result(rows or [])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+
+from rased.migrations.files import MigrationError, versioned_files
 
 MIGRATIONS_DIR = Path(__file__).with_name("postgres")
 
@@ -17,7 +18,6 @@ LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"rased.schema_migrations").digest()[:8], "big", signed=True
 )
 
-_FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
 _CREATE_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -27,10 +27,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
-
-
-class MigrationError(RuntimeError):
-    """The migrations on disk and those recorded in the database do not agree."""
 
 
 @dataclass(frozen=True)
@@ -50,20 +46,10 @@ class Migration:
 
 def load_migrations(directory: Path | None = None) -> list[Migration]:
     """Read the `NNNN_name.sql` files of a folder, in version order."""
-    folder = directory or MIGRATIONS_DIR
-    migrations: dict[str, Migration] = {}
-    for path in sorted(folder.glob("*.sql")):
-        match = _FILE_NAME.match(path.name)
-        if match is None:
-            # A misnamed file would otherwise be skipped silently and never applied.
-            raise MigrationError(f"{path}: migration files are named NNNN_lower_case_name.sql")
-        version = match["version"]
-        if version in migrations:
-            raise MigrationError(
-                f"{path} and {migrations[version].path} both have version {version}"
-            )
-        migrations[version] = Migration(version, match["name"], path, path.read_text())
-    return [migrations[version] for version in sorted(migrations)]
+    return [
+        Migration(f.version, f.name, f.path, f.path.read_text())
+        for f in versioned_files(directory or MIGRATIONS_DIR, "sql")
+    ]
 
 
 async def apply_postgres_migrations(dsn: str, directory: Path | None = None) -> list[str]:
