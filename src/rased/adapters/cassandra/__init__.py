@@ -1,0 +1,1 @@
+"""Cassandra adapters: an asyncio bridge over the DataStax driver, and the event store."""

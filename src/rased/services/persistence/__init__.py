@@ -1,0 +1,1 @@
+"""The persistence worker: compiled transactions from Kafka into Cassandra, encrypted at rest."""
