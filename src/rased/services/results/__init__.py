@@ -1,0 +1,1 @@
+"""The results service: scored results for client backends (get, list, watch)."""
