@@ -7,7 +7,7 @@ import asyncio
 import sys
 from importlib import metadata
 
-from rased.cli import health_command, stack_command
+from rased.cli import admin_command, health_command, stack_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     actions.add_parser("down", help="stop everything the stack started, by pid")
     status = actions.add_parser("status", help="show each server's health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+
+    admin_command.add_parsers(commands)
     return parser
 
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(
                 health_command.check(options.target, options.service, options.timeout)
             )
+        if options.command in ("org", "key"):
+            return admin_command.run(options)
         return stack_command.run(options)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

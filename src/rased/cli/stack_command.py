@@ -55,6 +55,13 @@ def _up(settings: StackSettings, progress: orchestrator.Progress, servers_only: 
         print(f"  {server.name:<10} {settings.host}  ({ports})  log: {server.log_file}")
     for service in services:
         print(f"  {service.name:<10} {service.endpoint()}  (gRPC)  log: {service.log_file}")
+    if any(service.name == "admin" for service in services):
+        secrets_file = settings.state_dir / "dev-secrets.json"
+        print(
+            "Admin: export RASED_OPERATOR_TOKEN=\"$(python3 -c 'import json,sys; "
+            'print(json.load(open(sys.argv[1]))["operator_token"])\' '
+            f'{secrets_file})" && rased org create NAME --json'
+        )
     print("Stop it with `make down`; check it with `make status`.")
     return 0
 

@@ -17,6 +17,7 @@ class DevSecrets:
 
     session_token_secret: str
     master_keys: str
+    operator_token: str  # the admin service's operator credential (`rased org ...`)
 
 
 def load_dev_secrets(settings: StackSettings) -> DevSecrets:
@@ -27,9 +28,21 @@ def load_dev_secrets(settings: StackSettings) -> DevSecrets:
         values = {
             "session_token_secret": secrets.token_urlsafe(48),
             "master_keys": key_spec_entry("local-1", generate_key()),
+            "operator_token": secrets.token_urlsafe(48),
         }
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(values, out)
     loaded = json.loads(path.read_text())
-    return DevSecrets(loaded["session_token_secret"], loaded["master_keys"])
+    if "operator_token" not in loaded:
+        # A state folder made before the admin service existed: add its token, keep the rest
+        # (replacing the file whole, so a reader never sees it half written).
+        loaded["operator_token"] = secrets.token_urlsafe(48)
+        fresh = path.with_name(path.name + ".new")
+        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(loaded, out)
+        os.replace(fresh, path)
+    return DevSecrets(
+        loaded["session_token_secret"], loaded["master_keys"], loaded["operator_token"]
+    )

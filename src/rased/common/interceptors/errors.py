@@ -79,6 +79,12 @@ async def _abort(context: Context, error: BaseException) -> NoReturn:
         status, trailers = status_for(error)
         if isinstance(error, errors.DependencyUnavailable | errors.QuotaExceeded):
             logger.warning("call refused: %s", error)
+    elif isinstance(error, NotImplementedError):
+        # What grpc's generated base servicer raises for a method the service lacks.
+        status, trailers = (
+            status_pb2.Status(code=code_pb2.UNIMPLEMENTED, message="method not implemented"),
+            [],
+        )
     else:
         # The details stay in our log; the caller learns only that it failed.
         logger.error("unhandled error in servicer", exc_info=error)

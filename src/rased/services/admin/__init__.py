@@ -1,0 +1,1 @@
+"""The admin service: organizations, API keys, encryption keys and the audit log."""
