@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BUF := node_modules/.bin/buf
 
-.PHONY: help up down status test lint unit integration gen gen-check buf-lint buf-breaking stack-up train eval bench clean
+.PHONY: help up down status test lint unit integration gen gen-check buf-lint buf-breaking stack-up train eval bench openapi envoy-config clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,8 @@ gen: $(STAMP) ## Generate the Python code of the contracts into src/
 
 gen-check: $(STAMP)
 	@$(BIN)/python scripts/protogen.py --check
+	@$(BIN)/python -m rased.gateway.openapi --check
+	@$(BIN)/python -m rased.gateway.envoy_config --check
 
 buf-lint: $(BUF)
 	@echo "==> buf lint"
@@ -72,6 +74,12 @@ test: lint ## The whole suite: lint, types, contracts, unit and integration test
 
 bench: $(STAMP) ## Benchmarks (needs the stack: make stack-up); figures go to docs/benchmarks.md
 	@$(BIN)/python bench/ingest.py run
+
+openapi: $(STAMP) ## Write docs/openapi.json from the contracts
+	@$(BIN)/python -m rased.gateway.openapi
+
+envoy-config: $(STAMP) ## Write gateway/envoy/ (config and descriptor set) from the contracts
+	@$(BIN)/python -m rased.gateway.envoy_config
 
 DATA ?= ../shared/data
 

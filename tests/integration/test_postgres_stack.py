@@ -13,11 +13,8 @@ import pytest
 
 from rased.devstack.base import ManagedServer
 from rased.devstack.postgres import PostgresServer
-from rased.migrations.postgres import (
-    MigrationError,
-    apply_postgres_migrations,
-    load_migrations,
-)
+from rased.migrations.files import MigrationError
+from rased.migrations.postgres import apply_postgres_migrations, load_migrations
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def test_environment_matches_the_local_settings(compose: dict[str, Any]) -> None
     assert postgres["POSTGRES_USER"] == defaults.postgres_user
     assert postgres["POSTGRES_DB"] == defaults.postgres_db
     kafka = services["kafka"]["environment"]
-    assert kafka["KAFKA_ADVERTISED_LISTENERS"].endswith(f":{defaults.kafka_port}")
+    assert f"PLAINTEXT://localhost:{defaults.kafka_port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
     assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"].endswith(f":{defaults.kafka_controller_port}")
     assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     assert services["kafka"]["image"].endswith(f":{defaults.kafka_version}")

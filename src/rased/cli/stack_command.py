@@ -52,9 +52,10 @@ def _up(settings: StackSettings, progress: orchestrator.Progress, servers_only: 
         ports = ", ".join(
             f"{name.removesuffix('_port')} {port}" for name, port in server.ports.items()
         )
-        print(f"  {server.name:<10} {settings.host}  ({ports})  log: {server.log_file}")
+        print(f"  {server.name:<11} {settings.host}  ({ports})  log: {server.log_file}")
     for service in services:
-        print(f"  {service.name:<10} {service.endpoint()}  (gRPC)  log: {service.log_file}")
+        where = f"{service.endpoint()}  ({service.protocol})"
+        print(f"  {service.name:<11} {where}  log: {service.log_file}")
     if any(service.name == "admin" for service in services):
         secrets_file = settings.state_dir / "dev-secrets.json"
         print(

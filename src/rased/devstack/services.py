@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -17,20 +19,39 @@ from rased.devstack.settings import StackSettings
 
 @dataclass(frozen=True)
 class ServiceEntry:
-    """A service the stack runs: its name, console script and gRPC port."""
+    """A service the stack runs: its name, console script, port and the gRPC services it serves.
+
+    The gateway's port is its HTTP port; it forwards each service named in another entry's
+    `grpc_services` to that entry's port.
+    """
 
     name: str
     script: str
     grpc_port: int
+    grpc_services: tuple[str, ...] = ()
 
 
 # One entry per service that exists (persistence, scoring, notification, results and admin
 # join as they land); each is a console script declared in pyproject.toml.
-SERVICE_ENTRIES: tuple[ServiceEntry, ...] = (ServiceEntry("ingestion", "rased-ingestion", 50051),)
+SERVICE_ENTRIES: tuple[ServiceEntry, ...] = (
+    ServiceEntry(
+        "ingestion",
+        "rased-ingestion",
+        50051,
+        ("rased.v1.IngestService", "rased.v1.SessionService"),
+    ),
+    ServiceEntry("persistence", "rased-persistence", 50052),
+    ServiceEntry("admin", "rased-admin", 50053, ("rased.v1.AdminService",)),
+    ServiceEntry("results", "rased-results", 50054, ("rased.v1.ResultsService",)),
+    # Last: the REST edge in front of the others (HTTP on this port).
+    ServiceEntry("gateway", "rased-gateway", 8080),
+)
 
 
 class RasedService(ManagedServer):
     """A Rased service process, healthy when grpc.health.v1 says SERVING."""
+
+    protocol = "gRPC"
 
     def __init__(self, settings: StackSettings, entry: ServiceEntry) -> None:
         super().__init__(settings)
@@ -72,9 +93,16 @@ class RasedService(ManagedServer):
                 f"{self.settings.postgres_port}/{self.settings.postgres_db}"
             ),
             "KAFKA_BOOTSTRAP_SERVERS": f"{host}:{self.settings.kafka_port}",
+            # A JSON list: pydantic-settings reads list fields from the environment as JSON.
+            "CASSANDRA_CONTACT_POINTS": json.dumps([host]),
+            "CASSANDRA_PORT": str(self.settings.cassandra_port),
+            "CASSANDRA_KEYSPACE": self.settings.cassandra_keyspace,
             "SESSION_TOKEN_SECRET": dev.session_token_secret,
             "MASTER_KEYS": dev.master_keys,
         }
+        if self.entry.name == "admin":
+            # The operator credential goes to the admin service alone, not to every service.
+            values["OPERATOR_TOKEN"] = dev.operator_token
         return {prefix + name: value for name, value in values.items()}
 
     async def probe(self) -> str:
@@ -88,6 +116,43 @@ class RasedService(ManagedServer):
         return "SERVING"
 
 
+class GatewayService(RasedService):
+    """The local REST edge, healthy when its aggregated /health says SERVING."""
+
+    protocol = "HTTP"
+
+    def environment(self) -> dict[str, str]:
+        """Point the edge at every other entry's gRPC services."""
+        host = self.settings.host
+        upstreams = {
+            service: f"{host}:{entry.grpc_port}"
+            for entry in SERVICE_ENTRIES
+            for service in entry.grpc_services
+        }
+        return {
+            "RASED_GATEWAY_HTTP_HOST": host,
+            "RASED_GATEWAY_HTTP_PORT": str(self.entry.grpc_port),
+            "RASED_GATEWAY_UPSTREAMS": json.dumps(upstreams),
+            # Any origin locally: publishable keys still check their own allowed origins.
+            "RASED_GATEWAY_CORS_ALLOWED_ORIGINS": json.dumps(["*"]),
+        }
+
+    async def probe(self) -> str:
+        """Ask the edge's /health, which checks every upstream's grpc.health.v1."""
+        timeout = aiohttp.ClientTimeout(total=3)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(f"http://{self.endpoint()}/health") as response,
+        ):
+            body = await response.json()
+        if response.status != 200:
+            raise StackError(f"{self.name}: {body}")
+        return f"SERVING ({len(body['services'])} upstream services)"
+
+
 def load_services(settings: StackSettings) -> list[RasedService]:
     """Return the services the stack runs."""
-    return [RasedService(settings, entry) for entry in SERVICE_ENTRIES]
+    return [
+        (GatewayService if entry.script == "rased-gateway" else RasedService)(settings, entry)
+        for entry in SERVICE_ENTRIES
+    ]

@@ -1,0 +1,1 @@
+"""The public REST surface: routes, transcoding, OpenAPI and Envoy config from the contracts."""
