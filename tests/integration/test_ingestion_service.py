@@ -25,6 +25,7 @@ from rased.adapters.postgres.keys import (
     EncryptionKeyStore,
     OrganizationStore,
 )
+from rased.adapters.postgres.results import PostgresPendingTransactions
 from rased.common.crypto import MasterKeyring, generate_key, key_spec_entry
 from rased.common.server import GrpcServer
 from rased.devstack.base import ManagedServer
@@ -33,6 +34,7 @@ from rased.migrations.postgres import apply_postgres_migrations
 from rased.services.ingestion.jwe import encrypt_for
 from rased.services.ingestion.main import build_server
 from rased.services.ingestion.settings import IngestionSettings
+from rased.services.results.ports import PendingStatus
 from rased.v1 import (
     events_pb2,
     ingest_pb2,
@@ -58,6 +60,7 @@ class Deployment:
     topics: KafkaTopicSettings
     bootstrap: str
     server: GrpcServer
+    postgres_dsn: str
 
     def ingest(self) -> ingest_pb2_grpc.IngestServiceAsyncStub:
         return ingest_pb2_grpc.IngestServiceStub(self.channel)
@@ -71,6 +74,15 @@ class Deployment:
             metadata=(("authorization", f"Bearer {self.secret_key}"),),
         )
         return reply.token
+
+    async def status(self, transaction_id: str) -> PendingStatus | None:
+        pool = await asyncpg.create_pool(self.postgres_dsn, min_size=1, max_size=1)
+        try:
+            return await PostgresPendingTransactions(pool).status(
+                self.organization_id, transaction_id
+            )
+        finally:
+            await pool.close()
 
     async def consume(self, topic: Topic, count: int, wait_seconds: float = 20) -> list[bytes]:
         consumer = AIOKafkaConsumer(
@@ -131,7 +143,9 @@ async def deployment(
     server = await build_server(settings, topics)
     port = await server.start()
     channel = aio.insecure_channel(f"127.0.0.1:{port}")
-    yield Deployment(channel, org, secret, publishable, jwk, topics, bootstrap, server)
+    yield Deployment(
+        channel, org, secret, publishable, jwk, topics, bootstrap, server, postgres_server.dsn()
+    )
     await channel.close()
     await server.shutdown()
 
@@ -168,6 +182,7 @@ async def test_batches_buffer_then_a_trigger_publishes_the_transaction(
     )
     assert first.disposition == ingest_pb2.BATCH_DISPOSITION_BUFFERED
     assert first.buffered_batches == 1
+    assert await deployment.status("txn-1") == PendingStatus.BUFFERED
     again = await stub.SubmitBatch(
         ingest_pb2.SubmitBatchRequest(batch=_batch("batch-0001")), metadata=_bearer(token)
     )
@@ -178,6 +193,7 @@ async def test_batches_buffer_then_a_trigger_publishes_the_transaction(
     )
     assert last.disposition == ingest_pb2.BATCH_DISPOSITION_FLUSHED
     assert last.flush_reason == ingest_pb2.FLUSH_REASON_TRIGGER
+    assert await deployment.status("txn-1") == PendingStatus.SCORING
 
     for topic in (Topic.AI_PROCESSING, Topic.DATA_PERSISTENCE):
         (value,) = await deployment.consume(topic, 1)

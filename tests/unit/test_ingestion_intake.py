@@ -17,6 +17,7 @@ from rased.common.errors import (
 )
 from rased.services.ingestion.intake import BatchIntake, IntakeLimits
 from rased.services.ingestion.ports import BufferOutcome, Caller, CredentialKind
+from rased.services.results.ports import PendingStatus
 from rased.v1 import events_pb2, ingest_pb2, pipeline_pb2
 
 SESSION = Caller("org-1", CredentialKind.SESSION_TOKEN, session_id="sess-1", user_id="u-1")
@@ -77,8 +78,17 @@ class _Limits:
             raise QuotaExceeded("rate limit reached", timedelta(seconds=2))
 
 
+class _Statuses:
+    def __init__(self) -> None:
+        self.marks: list[tuple[str, str, PendingStatus]] = []
+
+    async def mark(self, organization_id: str, transaction_id: str, status: PendingStatus) -> None:
+        self.marks.append((organization_id, transaction_id, status))
+
+
 class _Parts:
     def __init__(self, allowed: int = 1000, **limits: int) -> None:
+        self.statuses = _Statuses()
         self.decryptor = _Decryptor()
         self.buffer = _Buffer()
         self.rejections = _Rejections()
@@ -97,6 +107,7 @@ class _Parts:
             self.rejections,
             self.limits,
             IntakeLimits(**sizes),
+            statuses=self.statuses,
         )
 
 
@@ -246,3 +257,22 @@ async def test_unknown_credentials_are_unauthenticated() -> None:
     with pytest.raises(Unauthenticated):
         await parts.intake.authenticate("Bearer nope", None)
     assert await parts.intake.authenticate("Bearer good", None) == SESSION
+
+
+async def test_a_transaction_is_marked_buffered_once_then_scoring_at_the_flush() -> None:
+    parts = _Parts()
+    for _ in range(3):
+        await parts.intake.submit(SESSION, ingest_pb2.SubmitBatchRequest(batch=_batch()))
+    assert parts.statuses.marks == [("org-1", "txn-1", PendingStatus.BUFFERED)]
+
+    class _Flushing(_Buffer):
+        async def accept(
+            self, organization_id: str, user_id: str | None, batch: events_pb2.EventBatch
+        ) -> BufferOutcome:
+            return BufferOutcome(
+                ingest_pb2.BATCH_DISPOSITION_FLUSHED, ingest_pb2.FLUSH_REASON_TRIGGER
+            )
+
+    parts.intake.buffer = _Flushing()
+    await parts.intake.submit(SESSION, ingest_pb2.SubmitBatchRequest(batch=_batch()))
+    assert parts.statuses.marks[-1] == ("org-1", "txn-1", PendingStatus.SCORING)

@@ -31,7 +31,9 @@ from rased.services.ingestion.ports import (
     Caller,
     RateLimiter,
     RejectionSink,
+    TransactionStatusSink,
 )
+from rased.services.results.ports import PendingStatus
 from rased.v1 import events_pb2, ingest_pb2, pipeline_pb2
 
 logger = logging.getLogger(__name__)
@@ -61,8 +63,10 @@ class BatchIntake:
         rate_limits: RateLimiter,
         limits: IntakeLimits,
         validator: protovalidate.Validator | None = None,
+        statuses: TransactionStatusSink | None = None,
     ) -> None:
         """Wire the intake to its collaborators."""
+        self.statuses = statuses
         self.authenticator = authenticator
         self.decryptor = decryptor
         self.buffer = buffer
@@ -102,7 +106,23 @@ class BatchIntake:
         batch = await self._open(caller, request, raw)
         batch, rejected = await self._validate(caller, batch)
         outcome = await self.buffer.accept(caller.organization_id, caller.user_id, batch)
+        await self._record_status(caller.organization_id, batch.transaction_id, outcome)
         return _response(batch, outcome, rejected)
+
+    async def _record_status(
+        self, organization_id: str, transaction_id: str, outcome: BufferOutcome
+    ) -> None:
+        # Once when a transaction starts and once per flush, not per batch: GetResult then
+        # answers "buffered" or "scoring" instead of NOT_FOUND.
+        if self.statuses is None:
+            return
+        if outcome.disposition == ingest_pb2.BATCH_DISPOSITION_FLUSHED:
+            await self.statuses.mark(organization_id, transaction_id, PendingStatus.SCORING)
+        elif (
+            outcome.disposition == ingest_pb2.BATCH_DISPOSITION_BUFFERED
+            and outcome.buffered_batches == 1
+        ):
+            await self.statuses.mark(organization_id, transaction_id, PendingStatus.BUFFERED)
 
     async def _open(
         self, caller: Caller, request: ingest_pb2.SubmitBatchRequest, raw: bytes

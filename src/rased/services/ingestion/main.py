@@ -18,6 +18,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from rased.adapters.kafka.event_bus import KafkaEventBus
 from rased.adapters.kafka.topics import KafkaTopicSettings
 from rased.adapters.postgres.keys import ApiKeyStore, EncryptionKeyStore
+from rased.adapters.postgres.results import PostgresPendingTransactions
 from rased.adapters.redis.event_buffer import RedisEventBuffer
 from rased.common.crypto import MasterKeyring
 from rased.common.logging import configure_logging
@@ -94,6 +95,7 @@ async def build_server(
             max_event_bytes=settings.max_event_bytes,
             kafka_max_message_bytes=settings.kafka_max_message_bytes,
         ),
+        statuses=PostgresPendingTransactions(pool),
     )
 
     stop_sweeping = asyncio.Event()

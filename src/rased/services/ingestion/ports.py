@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from rased.services.results.ports import PendingStatus
 from rased.v1 import events_pb2, ingest_pb2, pipeline_pb2
 
 
@@ -101,6 +102,14 @@ class RejectionSink(Protocol):
 
     async def publish_rejected(self, rejected: pipeline_pb2.RejectedBatch) -> None:
         """Publish durably (acks=all) before returning."""
+        ...
+
+
+class TransactionStatusSink(Protocol):
+    """Records that a transaction is buffered or being scored, so GetResult can say so."""
+
+    async def mark(self, organization_id: str, transaction_id: str, status: PendingStatus) -> None:
+        """Record the transaction's status (idempotent)."""
         ...
 
 
