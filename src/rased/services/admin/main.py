@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rased.adapters.postgres.audit import AuditLog
 from rased.adapters.postgres.keys import ApiKeyStore, EncryptionKeyStore, OrganizationStore
 from rased.adapters.postgres.organizations import KeyLifecycle, OrganizationDirectory
+from rased.adapters.postgres.webhook_deliveries import WebhookDeliveryStore
 from rased.adapters.postgres.webhooks import WebhookEndpointStore
 from rased.common.crypto import MasterKeyring
 from rased.common.logging import configure_logging
@@ -21,6 +22,7 @@ from rased.services.admin.access import AccessControl, AdminAuthenticator
 from rased.services.admin.administration import Administration, Paging
 from rased.services.admin.servicer import AdminServicer
 from rased.services.admin.settings import AdminSettings
+from rased.services.admin.webhook_deliveries import WebhookDeliveries
 from rased.services.admin.webhook_endpoints import WebhookEndpoints
 from rased.v1 import admin_pb2_grpc
 
@@ -35,6 +37,7 @@ async def build_server(settings: AdminSettings) -> GrpcServer:
     access = AccessControl(
         AdminAuthenticator(api_keys, settings.operator_token.get_secret_value()), audit
     )
+    paging = Paging(settings.page_size_default, settings.page_size_max)
     administration = Administration(
         access,
         OrganizationStore(pool),
@@ -45,18 +48,19 @@ async def build_server(settings: AdminSettings) -> GrpcServer:
         audit,
         default_retention_days=settings.default_retention_days,
         default_overlap=settings.default_key_overlap,
-        paging=Paging(settings.page_size_default, settings.page_size_max),
+        paging=paging,
     )
     webhooks = WebhookEndpoints(
         access, directory, WebhookEndpointStore(pool, keyring), settings.default_key_overlap
     )
+    deliveries = WebhookDeliveries(access, directory, WebhookDeliveryStore(pool), paging)
 
     async def close() -> None:
         await pool.close()
 
     def register(server: aio.Server) -> Sequence[str]:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(administration, webhooks), server
+            AdminServicer(administration, webhooks, deliveries), server
         )
         return ["rased.v1.AdminService"]
 

@@ -1,7 +1,7 @@
 """gRPC servicer of AdminService: translates protobuf to Administration calls and back.
 
-Webhook deliveries, redelivery and erasure raise NotImplementedError until they land; the
-error interceptor answers UNIMPLEMENTED.
+Erasure raises NotImplementedError until it lands; the error interceptor answers
+UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from google.protobuf import timestamp_pb2
 from rased.adapters.postgres.audit import AuditEntry, AuditOutcome
 from rased.adapters.postgres.keys import ApiKeyKind, ApiKeyRecord, EncryptionKeyRecord
 from rased.adapters.postgres.organizations import OrganizationRecord
+from rased.adapters.postgres.webhook_deliveries import DeliveryRecord, DeliveryStatus
 from rased.adapters.postgres.webhooks import EndpointChanges, WebhookEndpointRecord
 from rased.common.interceptors.base import Context
 from rased.services.admin.administration import Administration, IssuedKey
+from rased.services.admin.webhook_deliveries import WebhookDeliveries
 from rased.services.admin.webhook_endpoints import WebhookEndpoints
 from rased.v1 import admin_pb2, admin_pb2_grpc
 
@@ -25,6 +27,13 @@ _KINDS_TO_PROTO = {
     ApiKeyKind.SECRET: admin_pb2.API_KEY_KIND_SECRET,
 }
 _KINDS_FROM_PROTO = {value: key for key, value in _KINDS_TO_PROTO.items()}
+_DELIVERY_STATUSES = {
+    DeliveryStatus.PENDING: admin_pb2.DELIVERY_STATUS_PENDING,
+    DeliveryStatus.SUCCEEDED: admin_pb2.DELIVERY_STATUS_SUCCEEDED,
+    DeliveryStatus.DEAD_LETTERED: admin_pb2.DELIVERY_STATUS_DEAD_LETTERED,
+    DeliveryStatus.CANCELLED: admin_pb2.DELIVERY_STATUS_CANCELLED,
+}
+_DELIVERY_STATUSES_FROM_PROTO = {value: key for key, value in _DELIVERY_STATUSES.items()}
 _OUTCOMES = {
     AuditOutcome.ALLOWED: admin_pb2.AUDIT_OUTCOME_ALLOWED,
     AuditOutcome.DENIED: admin_pb2.AUDIT_OUTCOME_DENIED,
@@ -103,6 +112,21 @@ def _endpoint(record: WebhookEndpointRecord) -> admin_pb2.WebhookEndpoint:
     )
 
 
+def _delivery(record: DeliveryRecord) -> admin_pb2.WebhookDelivery:
+    return admin_pb2.WebhookDelivery(
+        delivery_id=record.delivery_id,
+        endpoint_id=record.endpoint_id,
+        event_type=record.event_type,
+        transaction_id=record.transaction_id,
+        status=_DELIVERY_STATUSES[record.status],
+        attempts=record.attempts,
+        next_attempt_time=_timestamp(record.next_attempt_at),
+        last_status_code=record.last_status_code,
+        last_error=record.last_error,
+        create_time=_timestamp(record.created_at),
+    )
+
+
 def _audit_event(entry: AuditEntry) -> admin_pb2.AuditEvent:
     return admin_pb2.AuditEvent(
         event_id=entry.event_id,
@@ -118,9 +142,15 @@ def _audit_event(entry: AuditEntry) -> admin_pb2.AuditEvent:
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Translates AdminService calls to the Administration domain."""
 
-    def __init__(self, administration: Administration, webhooks: WebhookEndpoints) -> None:
+    def __init__(
+        self,
+        administration: Administration,
+        webhooks: WebhookEndpoints,
+        deliveries: WebhookDeliveries,
+    ) -> None:
         self.admin = administration
         self.webhooks = webhooks
+        self.deliveries = deliveries
 
     async def CreateOrganization(  # noqa: N802 - gRPC's method name
         self, request: admin_pb2.CreateOrganizationRequest, context: Context
@@ -296,14 +326,26 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def ListWebhookDeliveries(  # noqa: N802 - gRPC's method name
         self, request: admin_pb2.ListWebhookDeliveriesRequest, context: Context
     ) -> admin_pb2.ListWebhookDeliveriesResponse:
-        """Not implemented yet (the notification worker's deliveries)."""
-        raise NotImplementedError
+        """Return a page of the organization's webhook deliveries, newest first."""
+        deliveries, token = await self.deliveries.list(
+            _authorization(context),
+            request.organization_id,
+            _DELIVERY_STATUSES_FROM_PROTO.get(request.status),
+            request.page_size,
+            request.page_token,
+        )
+        return admin_pb2.ListWebhookDeliveriesResponse(
+            deliveries=[_delivery(d) for d in deliveries], next_page_token=token
+        )
 
     async def RedeliverWebhook(  # noqa: N802 - gRPC's method name
         self, request: admin_pb2.RedeliverWebhookRequest, context: Context
     ) -> admin_pb2.RedeliverWebhookResponse:
-        """Not implemented yet (the notification worker's deliveries)."""
-        raise NotImplementedError
+        """Schedule a delivery again, first attempt now."""
+        delivery = await self.deliveries.redeliver(
+            _authorization(context), request.organization_id, request.delivery_id
+        )
+        return admin_pb2.RedeliverWebhookResponse(delivery=_delivery(delivery))
 
     async def EraseSubject(  # noqa: N802 - gRPC's method name
         self, request: admin_pb2.EraseSubjectRequest, context: Context

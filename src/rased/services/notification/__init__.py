@@ -1,0 +1,1 @@
+"""Notification worker: result notifications to signed, retried webhooks."""
