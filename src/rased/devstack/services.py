@@ -43,6 +43,8 @@ SERVICE_ENTRIES: tuple[ServiceEntry, ...] = (
     ServiceEntry("persistence", "rased-persistence", 50052),
     ServiceEntry("admin", "rased-admin", 50053, ("rased.v1.AdminService",)),
     ServiceEntry("results", "rased-results", 50054, ("rased.v1.ResultsService",)),
+    ServiceEntry("scoring", "rased-scoring", 50056),
+    ServiceEntry("notification", "rased-notification", 50055),
     # Last: the REST edge in front of the others (HTTP on this port).
     ServiceEntry("gateway", "rased-gateway", 8080),
 )
@@ -99,6 +101,7 @@ class RasedService(ManagedServer):
             "CASSANDRA_KEYSPACE": self.settings.cassandra_keyspace,
             "SESSION_TOKEN_SECRET": dev.session_token_secret,
             "MASTER_KEYS": dev.master_keys,
+            "TRITON_URL": f"{host}:{self.settings.triton_grpc_port}",
         }
         if self.entry.name == "admin":
             # The operator credential goes to the admin service alone, not to every service.

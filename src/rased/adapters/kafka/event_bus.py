@@ -17,6 +17,7 @@ from rased.v1 import pipeline_pb2
 CONTENT_TYPE = b"application/x-protobuf"
 COMPILED_SCHEMA = pipeline_pb2.CompiledTransaction.DESCRIPTOR.full_name.encode()
 REJECTED_SCHEMA = pipeline_pb2.RejectedBatch.DESCRIPTOR.full_name.encode()
+NOTIFICATION_SCHEMA = pipeline_pb2.ResultNotification.DESCRIPTOR.full_name.encode()
 # Set on a compiled transaction re-published by crash recovery (its value is byte-identical
 # to the first attempt, which may or may not have reached Kafka).
 REDELIVERY_HEADER = "rased-redelivery"
@@ -26,8 +27,9 @@ _tracer = trace.get_tracer(__name__)
 
 
 class KafkaEventBus:
-    """Sends compiled transactions to ai_processing and data_persistence, and rejections to
-    rejected_events; every send returns once the broker acknowledged it (acks=all)."""
+    """Sends compiled transactions to ai_processing and data_persistence, rejections to
+    rejected_events and stored results to client_notification; every send returns once the
+    broker acknowledged it (acks=all)."""
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class KafkaEventBus:
         self._ai_processing = topics.topic_name(Topic.AI_PROCESSING)
         self._data_persistence = topics.topic_name(Topic.DATA_PERSISTENCE)
         self._rejected = topics.topic_name(Topic.REJECTED_EVENTS)
+        self._client_notification = topics.topic_name(Topic.CLIENT_NOTIFICATION)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
@@ -140,6 +143,29 @@ class KafkaEventBus:
                     rejected.SerializeToString(),
                     key=key,
                     headers=self._headers(REJECTED_SCHEMA, []),
+                )
+                await ack
+            except KafkaError as exc:
+                raise DependencyUnavailable("the event bus (Kafka) is unavailable") from exc
+
+    async def publish_notification(self, notification: pipeline_pb2.ResultNotification) -> None:
+        """Publish a stored result to client_notification, keyed `<org>:<txn>`; wait for the ack."""
+        result = notification.result
+        key = f"{result.organization_id}:{result.transaction_id}".encode()
+        with _tracer.start_as_current_span(
+            "publish rased.v1.ResultNotification",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "rased.organization_id": result.organization_id,
+            },
+        ):
+            try:
+                ack = await self._producer.send(
+                    self._client_notification,
+                    notification.SerializeToString(deterministic=True),
+                    key=key,
+                    headers=self._headers(NOTIFICATION_SCHEMA, []),
                 )
                 await ack
             except KafkaError as exc:

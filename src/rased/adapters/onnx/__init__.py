@@ -1,0 +1,1 @@
+"""Models run in-process with onnxruntime (the degraded path when Triton is away)."""

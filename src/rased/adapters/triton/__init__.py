@@ -1,0 +1,1 @@
+"""Triton Inference Server over gRPC (KServe v2), through tritonclient."""

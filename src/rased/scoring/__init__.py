@@ -1,0 +1,1 @@
+"""Scoring a compiled transaction: evidence from its events, the user's profile, the rules."""

@@ -1,0 +1,107 @@
+"""What one compiled transaction shows: pointer features, typing timings, devices, places.
+
+Pointer features come from the shared `rased.features` module (the model's inputs); the
+rest are plain summaries the interim rules in `rased.scoring.rules` read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from rased.features.adapters import from_event_batches
+from rased.features.pointer import pointer_features
+from rased.features.trajectory import FloatArray
+from rased.v1 import events_pb2, pipeline_pb2
+
+
+@dataclass(frozen=True)
+class DeviceEvidence:
+    """The device the transaction's events describe (its last DeviceInfo)."""
+
+    fingerprint_hash: str
+    webdriver: bool
+    headless_hints: bool
+
+
+@dataclass(frozen=True)
+class PlaceEvidence:
+    """Where the transaction happened (its last LocationInfo) and when, in epoch ms."""
+
+    latitude: float
+    longitude: float
+    country_code: str
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the scores of one transaction are computed from."""
+
+    pointer_events: int
+    pointer_features: FloatArray
+    hold_times_ms: FloatArray
+    flight_times_ms: FloatArray
+    device: DeviceEvidence | None
+    place: PlaceEvidence | None
+
+    @property
+    def keystrokes(self) -> int:
+        """Number of completed key presses (a down with its up)."""
+        return int(self.hold_times_ms.size)
+
+
+def _events(batches: Iterable[events_pb2.EventBatch]) -> list[events_pb2.Event]:
+    ordered = sorted(batches, key=lambda b: b.sequence)
+    events = [event for batch in ordered for event in batch.events]
+    # Stable: events of the same millisecond keep their compiled order.
+    return sorted(events, key=lambda e: e.timestamp_ms)
+
+
+def _typing(events: list[events_pb2.Event]) -> tuple[FloatArray, FloatArray]:
+    """Return hold times (down to up of a key) and flight times (up to the next down)."""
+    down_at: dict[int, int] = {}
+    holds: list[float] = []
+    flights: list[float] = []
+    last_up: int | None = None
+    for event in events:
+        if event.WhichOneof("kind") != "keystroke":
+            continue
+        key = event.keystroke
+        if key.action == events_pb2.KEY_ACTION_DOWN:
+            if last_up is not None and event.timestamp_ms >= last_up:
+                flights.append(float(event.timestamp_ms - last_up))
+            down_at[key.key_id] = event.timestamp_ms
+        elif key.action == events_pb2.KEY_ACTION_UP and key.key_id in down_at:
+            holds.append(float(event.timestamp_ms - down_at.pop(key.key_id)))
+            last_up = event.timestamp_ms
+    return np.asarray(holds, dtype=np.float64), np.asarray(flights, dtype=np.float64)
+
+
+def gather_evidence(compiled: pipeline_pb2.CompiledTransaction) -> Evidence:
+    """Return the evidence of one compiled transaction."""
+    events = _events(compiled.batches)
+    trajectory = from_event_batches(compiled.batches)
+    holds, flights = _typing(events)
+    device: DeviceEvidence | None = None
+    place: PlaceEvidence | None = None
+    for event in events:
+        kind = event.WhichOneof("kind")
+        if kind == "device":
+            info = event.device
+            device = DeviceEvidence(
+                info.fingerprint_hash.lower(), info.webdriver, info.headless_hints
+            )
+        elif kind == "location":
+            loc = event.location
+            place = PlaceEvidence(loc.latitude, loc.longitude, loc.country_code, event.timestamp_ms)
+    return Evidence(
+        pointer_events=int(trajectory.t_ms.size),
+        pointer_features=pointer_features(trajectory),
+        hold_times_ms=holds,
+        flight_times_ms=flights,
+        device=device,
+        place=place,
+    )

@@ -1,0 +1,1 @@
+"""The scoring worker: ai_processing -> features -> Triton -> PostgreSQL -> client_notification."""

@@ -1,0 +1,96 @@
+"""The scoring worker's ports: the model, the profile store, the result sink and notifier."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rased.scoring.profile import UserProfile
+from rased.services.results.ports import PendingStatus
+from rased.v1 import scoring_pb2
+
+
+class ModelUnavailable(Exception):
+    """The model server could not answer (down, timing out, or the circuit is open)."""
+
+
+@dataclass(frozen=True)
+class BotPrediction:
+    """P(bot) per row of a request, and the version of the model that answered."""
+
+    probabilities: NDArray[np.float64]
+    model_version: str
+
+
+class ModelClient(Protocol):
+    """Runs the bot_detection model on a batch of pointer-feature rows."""
+
+    async def bot_probabilities(self, features: NDArray[np.float32]) -> BotPrediction:
+        """Return P(bot) for each row of `features` (shape [n, 34]), in one request.
+
+        Raises:
+            ModelUnavailable: no answer within the client's timeouts and retries.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Release connections; safe to call twice."""
+        ...
+
+
+class ProfileStore(Protocol):
+    """The online feature store: one behavioural profile per (organization, user)."""
+
+    async def load(self, keys: Sequence[tuple[str, str]]) -> list[UserProfile | None]:
+        """Return the profile of each (organization, user), None for a user never seen.
+
+        Raises:
+            DependencyUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def save(self, organization_id: str, user_id: str, profile: UserProfile) -> None:
+        """Store (replace) a user's profile.
+
+        Raises:
+            DependencyUnavailable: the store cannot be reached.
+        """
+        ...
+
+
+class ResultSink(Protocol):
+    """Where scored results are stored (idempotent per organization, transaction, segment)."""
+
+    async def save(self, result: scoring_pb2.TransactionResult) -> bool:
+        """Store the result; False when that segment was stored already (a redelivery)."""
+        ...
+
+    async def get(
+        self, organization_id: str, transaction_id: str, segment: int
+    ) -> scoring_pb2.TransactionResult | None:
+        """Return the stored result of one segment, or None."""
+        ...
+
+
+class PendingMarker(Protocol):
+    """Records that a transaction is being scored (GetResult answers "pending")."""
+
+    async def mark(self, organization_id: str, transaction_id: str, status: PendingStatus) -> None:
+        """Record the transaction's pending status."""
+        ...
+
+
+class ResultNotifier(Protocol):
+    """Announces stored results on `client_notification`."""
+
+    async def notify(self, result: scoring_pb2.TransactionResult) -> None:
+        """Publish the result; return once the broker acknowledged it.
+
+        Raises:
+            DependencyUnavailable: the broker did not acknowledge it.
+        """
+        ...
