@@ -68,3 +68,28 @@ def test_environment_matches_the_local_settings(compose: dict[str, Any]) -> None
     triton = " ".join(services["triton"]["command"])
     assert f"--grpc-port={defaults.triton_grpc_port}" in triton
     assert "./model_repository:/models:ro" in services["triton"]["volumes"]
+
+
+def test_rased_services_env_names_their_settings(compose: dict[str, Any]) -> None:
+    import importlib
+    import inspect
+
+    from pydantic_settings import BaseSettings
+
+    checked = 0
+    for name, service in compose["services"].items():
+        if service.get("image") != "rased:dev":
+            continue
+        module = importlib.import_module(f"rased.services.{name}.settings")
+        (settings,) = [
+            cls
+            for _, cls in inspect.getmembers(module, inspect.isclass)
+            if issubclass(cls, BaseSettings) and cls.__module__ == module.__name__
+        ]
+        prefix = settings.model_config.get("env_prefix", "")
+        for variable in service.get("environment", {}):
+            assert variable.startswith(prefix), f"{name}: {variable} lacks {prefix}"
+            field = variable.removeprefix(prefix).lower()
+            assert field in settings.model_fields, f"{name}: {variable} is not a setting"
+        checked += 1
+    assert checked >= 6
