@@ -34,7 +34,7 @@ from rased.adapters.postgres.results import PostgresResultStore
 from rased.adapters.redis.profiles import RedisProfileStore
 from rased.devstack.base import ManagedServer
 from rased.devstack.postgres import PostgresServer
-from rased.devstack.settings import StackSettings
+from rased.devstack.settings import StackSettings, repository_root
 from rased.devstack.triton import TritonServer
 from rased.migrations.postgres import apply_postgres_migrations
 from rased.services.scoring.breaker import BreakerState
@@ -44,7 +44,7 @@ from rased.v1 import events_pb2, pipeline_pb2, scoring_pb2
 
 pytestmark = pytest.mark.timeout(90)
 
-HUMAN_CSV = Path(__file__).parent / "data" / "delbot_human_circle.csv"
+HUMAN_CSV = repository_root() / "model_repository" / "bot_detection" / "smoke_human_session.csv"
 T0 = 1_764_000_000_000
 _ACTIONS = {
     "Move": events_pb2.POINTER_ACTION_MOVE,

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from importlib import metadata
 
-from rased.cli import admin_command, health_command, stack_command
+from rased.cli import admin_command, health_command, models_command, stack_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
     admin_command.add_parsers(commands)
+    models_command.add_parsers(commands)
     return parser
 
 
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if options.command in ("org", "key"):
             return admin_command.run(options)
+        if options.command == "models":
+            return models_command.run(options)
         return stack_command.run(options)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
