@@ -75,5 +75,5 @@ def _status(settings: StackSettings, as_json: bool) -> int:
         for s in report:
             state = "healthy" if s.healthy else "DOWN"
             pid = f"pid {s.pid}" if s.pid else "not started by the stack"
-            print(f"  {s.name:<10} {state:<8} {s.endpoint:<16} {pid:<26} {s.detail}")
+            print(f"  {s.name:<12} {state:<8} {s.endpoint:<16} {pid:<26} {s.detail}")
     return 0 if all(s.healthy for s in report) else 1

@@ -104,6 +104,18 @@ class ServerStatus:
     detail: str
 
 
+def describe_failure(exc: BaseException) -> str:
+    """Return a failed probe's reason on one short line (a gRPC error by its status code)."""
+    code = getattr(exc, "code", None)
+    details = getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        # grpc's AioRpcError prints as a multi-line dump; its code and details say it all.
+        text = f"{code().name}: {details()}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:160]
+
+
 async def status(settings: StackSettings) -> list[ServerStatus]:
     """Probe every server once (in parallel) and report what answered."""
     servers: list[ManagedServer] = [*load_servers(settings), *load_services(settings)]
@@ -113,7 +125,7 @@ async def status(settings: StackSettings) -> list[ServerStatus]:
             detail = await asyncio.wait_for(server.probe(), timeout=10)
             healthy = True
         except Exception as exc:  # noqa: BLE001 - any failure is reported, not raised
-            detail = f"{type(exc).__name__}: {exc}".strip()[:200]
+            detail = describe_failure(exc)
             healthy = False
         return ServerStatus(server.name, server.endpoint(), server.pid(), healthy, detail)
 
