@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from envoy_data_plane.envoy.config.bootstrap.v3 import Bootstrap
 from google.protobuf import descriptor_pb2, descriptor_pool
 
 from rased.devstack.services import SERVICE_ENTRIES
@@ -51,6 +55,92 @@ def _filter(config: dict[str, Any], name: str) -> dict[str, Any]:
         f["typed_config"] for f in _manager(config)["http_filters"] if f["name"] == name
     )
     return found
+
+
+def _type_urls(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "@type":
+                yield value
+            else:
+                yield from _type_urls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _type_urls(value)
+
+
+def parse_strictly(config: dict[str, Any]) -> Bootstrap:
+    """Parse the config as Envoy's Bootstrap, refusing unknown fields, enums and types."""
+    # envoy-data-plane registers a typed_config's message type when its module is imported;
+    # the package path is the proto package, so each `@type` names the module to import.
+    for url in set(_type_urls(config)):
+        package = url.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        try:
+            importlib.import_module(f"envoy_data_plane.{package}")
+        except ImportError as exc:
+            raise TypeError(f"{url} is not a type of Envoy's API") from exc
+    return Bootstrap.from_dict(config)
+
+
+def test_the_config_parses_strictly_against_envoys_api(config: dict[str, Any]) -> None:
+    resources = parse_strictly(config).static_resources
+    assert resources is not None
+    (listener,) = resources.listeners
+    assert listener.address is not None and listener.address.socket_address is not None
+    assert listener.address.socket_address.port_value == 8080
+    assert {c.name for c in resources.clusters} == {
+        c["name"] for c in config["static_resources"]["clusters"]
+    }
+    tls = EdgeOptions(tls_certificate="/certs/edge.pem", tls_private_key="/certs/edge.key")
+    parse_strictly(build_config(build_routes(contract_services()), tls))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("static_resources", "listeners", 0, "bogus_field"), 1),
+        (
+            (
+                "static_resources",
+                "listeners",
+                0,
+                "filter_chains",
+                0,
+                "filters",
+                0,
+                "typed_config",
+                "stat_prefx",
+            ),
+            "typo",
+        ),
+        (("static_resources", "clusters", 0, "lb_policy"), "FASTEST"),
+        (("static_resources", "clusters", 0, "connect_timeout"), "soon"),
+        (
+            (
+                "static_resources",
+                "listeners",
+                0,
+                "filter_chains",
+                0,
+                "filters",
+                0,
+                "typed_config",
+                "@type",
+            ),
+            "type.googleapis.com/envoy.extensions.filters.network.nothing.v3.Nothing",
+        ),
+    ],
+)
+def test_the_strict_parse_refuses_what_envoy_would(
+    config: dict[str, Any], path: tuple[str | int, ...], value: object
+) -> None:
+    broken = copy.deepcopy(config)
+    node: Any = broken
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    with pytest.raises((KeyError, ValueError, TypeError)):
+        parse_strictly(broken)
 
 
 def test_the_committed_files_are_current(tmp_path: Path) -> None:
