@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from cassandra.cluster import Session
 from pydantic import SecretStr
@@ -26,17 +27,17 @@ from rased.adapters.cassandra.data_keys import CassandraDataKeys
 from rased.adapters.cassandra.event_store import CassandraEventStore
 from rased.adapters.cassandra.session import cassandra_session, execute
 from rased.adapters.kafka.event_bus import KafkaEventBus
-from rased.adapters.kafka.topics import KafkaTopicSettings, ensure_topics
+from rased.adapters.kafka.topics import KafkaTopicSettings, Topic, ensure_topics
 from rased.adapters.postgres.keys import OrganizationStore
 from rased.adapters.postgres.retention import PostgresRetention
+from rased.common.backoff import Backoff
 from rased.common.crypto import Keyring, MasterKeyring, SealError, generate_key, key_spec_entry
 from rased.devstack.base import ManagedServer
 from rased.devstack.cassandra import CassandraServer
 from rased.devstack.postgres import PostgresServer
 from rased.migrations.cassandra import apply_cassandra_migrations
 from rased.migrations.postgres import apply_postgres_migrations
-from rased.services.persistence.backoff import Backoff
-from rased.services.persistence.consuming import PersistenceLoop
+from rased.services.persistence.consuming import persistence_loop
 from rased.services.persistence.main import build_consumer, build_server
 from rased.services.persistence.persisting import TransactionPersister
 from rased.services.persistence.rows import payload_associated_data
@@ -343,11 +344,11 @@ async def test_a_worker_stopped_before_committing_rewrites_after_restart(env: En
         consumer = build_consumer(env.settings, env.topics)
         await consumer.start()
         try:
-            loop = PersistenceLoop(consumer, env.persister(MASTER_1, store), Backoff(0.1, 0.5))
+            loop = persistence_loop(consumer, env.persister(MASTER_1, store), Backoff(0.1, 0.5))
             offsets: dict[Any, int] = {}
             async with asyncio.timeout(20):
                 while not offsets:
-                    offsets = await loop.poll_and_persist()
+                    offsets = await loop.poll_and_handle()
         finally:
             await consumer.stop()  # no commit
     first = await env.rows("txn-3")
@@ -460,3 +461,23 @@ async def test_cassandra_unreachable_mid_stream_loses_nothing(env: Env) -> None:
     finally:
         await server.shutdown()
         await proxy.cut()
+
+
+async def test_a_message_that_can_never_be_stored_is_skipped_not_blocking(env: Env) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=env.settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        # Both on partition 0, garbage first: the good one behind it must still be stored.
+        topic = env.topics.topic_name(Topic.DATA_PERSISTENCE)
+        await producer.send_and_wait(topic, b"\xff not a protobuf", partition=0)
+        good = compiled_transaction(env.organization_id, "txn-after-garbage")
+        await producer.send_and_wait(topic, good.SerializeToString(), partition=0)
+    finally:
+        await producer.stop()
+    server = await running_worker(env)
+    try:
+        rows = await env.wait_rows("txn-after-garbage", 4)
+        await env.wait_committed(2)
+    finally:
+        await server.shutdown()
+    assert len(rows) == 4

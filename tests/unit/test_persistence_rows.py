@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from rased.common.backoff import Backoff
 from rased.common.crypto import Keyring, SealError, generate_key
-from rased.services.persistence.backoff import Backoff
 from rased.services.persistence.persisting import TransactionPersister
 from rased.services.persistence.ports import SealedEvent
 from rased.services.persistence.rows import (

@@ -21,11 +21,11 @@ from rased.adapters.cassandra.event_store import CassandraEventStore
 from rased.adapters.cassandra.session import cassandra_session
 from rased.adapters.kafka.topics import KafkaTopicSettings, Topic
 from rased.adapters.postgres.retention import PostgresRetention
+from rased.common.backoff import Backoff
 from rased.common.crypto import MasterKeyring
 from rased.common.logging import configure_logging
 from rased.common.server import GrpcServer, ServiceHooks, serve
-from rased.services.persistence.backoff import Backoff
-from rased.services.persistence.consuming import PersistenceLoop
+from rased.services.persistence.consuming import persistence_loop
 from rased.services.persistence.persisting import TransactionPersister
 from rased.services.persistence.settings import PersistenceSettings
 
@@ -83,7 +83,7 @@ async def build_server(
         await resources.aclose()
         raise
 
-    loop = PersistenceLoop(
+    loop = persistence_loop(
         consumer,
         persister,
         Backoff(
