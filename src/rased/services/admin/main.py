@@ -1,36 +1,60 @@
-"""Composition root of `rased-admin`: AdminService in one process."""
+"""Composition root of `rased-admin`: AdminService and its erasure runner in one process."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 
 import asyncpg
+import redis.asyncio as aioredis
 from grpc import aio
 from pydantic import ValidationError
 
+from rased.adapters.cassandra.erasure import CassandraSubjectData
 from rased.adapters.postgres.audit import AuditLog
+from rased.adapters.postgres.erasure import ErasureJobStore, PostgresSubjectData
 from rased.adapters.postgres.keys import ApiKeyStore, EncryptionKeyStore, OrganizationStore
 from rased.adapters.postgres.organizations import KeyLifecycle, OrganizationDirectory
 from rased.adapters.postgres.webhook_deliveries import WebhookDeliveryStore
 from rased.adapters.postgres.webhooks import WebhookEndpointStore
+from rased.adapters.redis.erasure import RedisSubjectData
 from rased.common.crypto import MasterKeyring
 from rased.common.logging import configure_logging
 from rased.common.server import GrpcServer, ServiceHooks, serve
 from rased.services.admin.access import AccessControl, AdminAuthenticator
 from rased.services.admin.administration import Administration, Paging
+from rased.services.admin.erasure import ErasureRunner, Erasures, SubjectEraser
 from rased.services.admin.servicer import AdminServicer
 from rased.services.admin.settings import AdminSettings
 from rased.services.admin.webhook_deliveries import WebhookDeliveries
 from rased.services.admin.webhook_endpoints import WebhookEndpoints
 from rased.v1 import admin_pb2_grpc
 
+logger = logging.getLogger(__name__)
+
 
 async def build_server(settings: AdminSettings) -> GrpcServer:
-    """Connect the adapters and return the (not yet started) gRPC server."""
-    pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=5)
+    """Connect the adapters, start the erasure runner and return the (not yet started) server."""
+    # Parsed first: nothing after the pool is made can fail before close() owns it.
     keyring = MasterKeyring.from_spec(settings.master_keys.get_secret_value())
+    resources = AsyncExitStack()
+    pool = await asyncpg.create_pool(settings.postgres_dsn, min_size=1, max_size=5)
+    resources.push_async_callback(pool.close)
+    # Redis and Cassandra connect on first use: the admin API works while they are down,
+    # and erasure jobs fail and are retried until they are back.
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    resources.push_async_callback(redis.aclose)
+    cassandra = CassandraSubjectData(
+        settings.cassandra_contact_points,
+        settings.cassandra_port,
+        settings.cassandra_keyspace,
+        request_timeout_s=settings.cassandra_request_timeout.total_seconds(),
+    )
+    resources.push_async_callback(cassandra.close)
     api_keys = ApiKeyStore(pool)
     audit = AuditLog(pool)
     directory = OrganizationDirectory(pool)
@@ -54,17 +78,52 @@ async def build_server(settings: AdminSettings) -> GrpcServer:
         access, directory, WebhookEndpointStore(pool, keyring), settings.default_key_overlap
     )
     deliveries = WebhookDeliveries(access, directory, WebhookDeliveryStore(pool), paging)
+    jobs = ErasureJobStore(pool)
+    eraser = SubjectEraser(
+        jobs,
+        PostgresSubjectData(pool),
+        cassandra,
+        RedisSubjectData(redis, settings.redis_buffer_prefix, settings.redis_profile_prefix),
+    )
+    runner = ErasureRunner(jobs, eraser, settings.erasure_policy())
+    erasures = Erasures(access, directory, jobs, runner)
+
+    async def run_erasures() -> None:
+        try:
+            await runner.run()
+        except Exception:
+            # run() survives store outages; this is a bug. Pending jobs wait for a restart
+            # (or another admin process), so say so loudly; the admin API keeps serving.
+            logger.exception("the erasure runner failed")
+            raise
+
+    running = asyncio.create_task(run_erasures(), name="erasure-runner")
+
+    async def stop_taking_work() -> None:
+        # The runner finishes the job in hand and returns. A job cut off at the grace period
+        # stays claimed until its lease runs out, then any runner takes it up again.
+        runner.request_stop()
+        done, _ = await asyncio.wait({running}, timeout=settings.shutdown_grace.total_seconds())
+        if not done:
+            logger.warning("the erasure job in hand did not finish in time; it will be retried")
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        elif not running.cancelled():
+            running.exception()  # a failure was logged by run_erasures(); mark it seen
 
     async def close() -> None:
-        await pool.close()
+        await resources.aclose()
 
     def register(server: aio.Server) -> Sequence[str]:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(administration, webhooks, deliveries), server
+            AdminServicer(administration, webhooks, deliveries, erasures), server
         )
         return ["rased.v1.AdminService"]
 
-    return GrpcServer(settings, register, ServiceHooks(close=[close]))
+    return GrpcServer(
+        settings, register, ServiceHooks(stop_taking_work=[stop_taking_work], close=[close])
+    )
 
 
 async def _run(settings: AdminSettings) -> None:

@@ -1,8 +1,4 @@
-"""gRPC servicer of AdminService: translates protobuf to Administration calls and back.
-
-Erasure raises NotImplementedError until it lands; the error interceptor answers
-UNIMPLEMENTED.
-"""
+"""gRPC servicer of AdminService: translates protobuf to Administration calls and back."""
 
 from __future__ import annotations
 
@@ -12,12 +8,14 @@ from datetime import datetime, timedelta
 from google.protobuf import timestamp_pb2
 
 from rased.adapters.postgres.audit import AuditEntry, AuditOutcome
+from rased.adapters.postgres.erasure import ErasureJobRecord, ErasureStatus, SubjectKind
 from rased.adapters.postgres.keys import ApiKeyKind, ApiKeyRecord, EncryptionKeyRecord
 from rased.adapters.postgres.organizations import OrganizationRecord
 from rased.adapters.postgres.webhook_deliveries import DeliveryRecord, DeliveryStatus
 from rased.adapters.postgres.webhooks import EndpointChanges, WebhookEndpointRecord
 from rased.common.interceptors.base import Context
 from rased.services.admin.administration import Administration, IssuedKey
+from rased.services.admin.erasure import Erasures
 from rased.services.admin.webhook_deliveries import WebhookDeliveries
 from rased.services.admin.webhook_endpoints import WebhookEndpoints
 from rased.v1 import admin_pb2, admin_pb2_grpc
@@ -34,6 +32,17 @@ _DELIVERY_STATUSES = {
     DeliveryStatus.CANCELLED: admin_pb2.DELIVERY_STATUS_CANCELLED,
 }
 _DELIVERY_STATUSES_FROM_PROTO = {value: key for key, value in _DELIVERY_STATUSES.items()}
+_SUBJECT_KINDS = {
+    SubjectKind.SESSION: admin_pb2.SUBJECT_KIND_SESSION,
+    SubjectKind.USER: admin_pb2.SUBJECT_KIND_USER,
+}
+_SUBJECT_KINDS_FROM_PROTO = {value: key for key, value in _SUBJECT_KINDS.items()}
+_ERASURE_STATUSES = {
+    ErasureStatus.PENDING: admin_pb2.ERASURE_STATUS_PENDING,
+    ErasureStatus.RUNNING: admin_pb2.ERASURE_STATUS_RUNNING,
+    ErasureStatus.SUCCEEDED: admin_pb2.ERASURE_STATUS_SUCCEEDED,
+    ErasureStatus.FAILED: admin_pb2.ERASURE_STATUS_FAILED,
+}
 _OUTCOMES = {
     AuditOutcome.ALLOWED: admin_pb2.AUDIT_OUTCOME_ALLOWED,
     AuditOutcome.DENIED: admin_pb2.AUDIT_OUTCOME_DENIED,
@@ -127,6 +136,20 @@ def _delivery(record: DeliveryRecord) -> admin_pb2.WebhookDelivery:
     )
 
 
+def _erasure_job(record: ErasureJobRecord) -> admin_pb2.ErasureJob:
+    return admin_pb2.ErasureJob(
+        job_id=record.job_id,
+        organization_id=record.organization_id,
+        subject_kind=_SUBJECT_KINDS[record.subject_kind],
+        subject_id=record.subject_id,
+        status=_ERASURE_STATUSES[record.status],
+        erased_counts=record.erased_counts,
+        error=record.error,
+        create_time=_timestamp(record.created_at),
+        finish_time=_timestamp(record.finished_at),
+    )
+
+
 def _audit_event(entry: AuditEntry) -> admin_pb2.AuditEvent:
     return admin_pb2.AuditEvent(
         event_id=entry.event_id,
@@ -147,10 +170,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         administration: Administration,
         webhooks: WebhookEndpoints,
         deliveries: WebhookDeliveries,
+        erasures: Erasures,
     ) -> None:
         self.admin = administration
         self.webhooks = webhooks
         self.deliveries = deliveries
+        self.erasures = erasures
 
     async def CreateOrganization(  # noqa: N802 - gRPC's method name
         self, request: admin_pb2.CreateOrganizationRequest, context: Context
@@ -350,11 +375,20 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     async def EraseSubject(  # noqa: N802 - gRPC's method name
         self, request: admin_pb2.EraseSubjectRequest, context: Context
     ) -> admin_pb2.EraseSubjectResponse:
-        """Not implemented yet (subject erasure)."""
-        raise NotImplementedError
+        """Accept an erasure of a session or user; the job runs in the background."""
+        job = await self.erasures.request(
+            _authorization(context),
+            request.organization_id,
+            _SUBJECT_KINDS_FROM_PROTO[request.subject_kind],
+            request.subject_id,
+        )
+        return admin_pb2.EraseSubjectResponse(job=_erasure_job(job))
 
     async def GetErasureJob(  # noqa: N802 - gRPC's method name
         self, request: admin_pb2.GetErasureJobRequest, context: Context
     ) -> admin_pb2.GetErasureJobResponse:
-        """Not implemented yet (subject erasure)."""
-        raise NotImplementedError
+        """Return where an erasure job stands."""
+        job = await self.erasures.get(
+            _authorization(context), request.organization_id, request.job_id
+        )
+        return admin_pb2.GetErasureJobResponse(job=_erasure_job(job))
