@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import grpc
-from grpc.health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rased.devstack.orchestrator import describe_failure
 
