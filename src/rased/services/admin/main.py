@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from rased.adapters.postgres.organizations import KeyLifecycle, OrganizationDire
 from rased.adapters.postgres.webhook_deliveries import WebhookDeliveryStore
 from rased.adapters.postgres.webhooks import WebhookEndpointStore
 from rased.adapters.redis.erasure import RedisSubjectData
+from rased.common.background import BackgroundLoops
 from rased.common.crypto import MasterKeyring
 from rased.common.logging import configure_logging
 from rased.common.server import GrpcServer, ServiceHooks, serve
@@ -88,29 +88,11 @@ async def build_server(settings: AdminSettings) -> GrpcServer:
     runner = ErasureRunner(jobs, eraser, settings.erasure_policy())
     erasures = Erasures(access, directory, jobs, runner)
 
-    async def run_erasures() -> None:
-        try:
-            await runner.run()
-        except Exception:
-            # run() survives store outages; this is a bug. Pending jobs wait for a restart
-            # (or another admin process), so say so loudly; the admin API keeps serving.
-            logger.exception("the erasure runner failed")
-            raise
-
-    running = asyncio.create_task(run_erasures(), name="erasure-runner")
-
-    async def stop_taking_work() -> None:
-        # The runner finishes the job in hand and returns. A job cut off at the grace period
-        # stays claimed until its lease runs out, then any runner takes it up again.
-        runner.request_stop()
-        done, _ = await asyncio.wait({running}, timeout=settings.shutdown_grace.total_seconds())
-        if not done:
-            logger.warning("the erasure job in hand did not finish in time; it will be retried")
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
-        elif not running.cancelled():
-            running.exception()  # a failure was logged by run_erasures(); mark it seen
+    # The runner finishes the job in hand and returns. A job cut off at the grace period stays
+    # claimed until its lease runs out, then any runner takes it up again. A runner that dies
+    # (a bug: run() survives store outages) is logged; the admin API keeps serving.
+    background = BackgroundLoops(settings.shutdown_grace)
+    background.start("erasure-runner", runner)
 
     async def close() -> None:
         await resources.aclose()
@@ -122,7 +104,7 @@ async def build_server(settings: AdminSettings) -> GrpcServer:
         return ["rased.v1.AdminService"]
 
     return GrpcServer(
-        settings, register, ServiceHooks(stop_taking_work=[stop_taking_work], close=[close])
+        settings, register, ServiceHooks(stop_taking_work=[background.stop], close=[close])
     )
 
 

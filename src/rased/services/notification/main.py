@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from rased.adapters.kafka.consumer import CommitAfterEffectLoop
 from rased.adapters.kafka.topics import KafkaTopicSettings, Topic
 from rased.adapters.postgres.webhook_deliveries import WebhookDeliveryStore
 from rased.adapters.postgres.webhooks import WebhookEndpointStore
+from rased.common.background import BackgroundLoops
 from rased.common.backoff import Backoff
 from rased.common.crypto import MasterKeyring
 from rased.common.logging import configure_logging
@@ -84,37 +84,16 @@ async def build_server(
         "notification", consumer, intake.handle, backoff, max_records=settings.max_poll_records
     )
 
-    async def guarded(name: str, work: asyncio.Future[None] | asyncio.Task[None]) -> None:
-        try:
-            await work
-        except Exception:
-            # A loop that died on its own does no work: say so, so a probe restarts us.
-            logger.exception("the %s loop failed", name)
-            await server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-            raise
+    async def not_serving() -> None:
+        # A worker whose loop died does no work: a probe should restart it.
+        await server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    tasks = [
-        asyncio.create_task(guarded("consumer", asyncio.ensure_future(loop.run())), name="intake"),
-        asyncio.create_task(
-            guarded("scheduler", asyncio.ensure_future(scheduler.run())), name="scheduler"
-        ),
-    ]
-
-    async def stop_taking_work() -> None:
-        # The consumer finishes the poll in hand (writes, then commit); the scheduler records
-        # the attempts in flight. What does not finish in time stays in PostgreSQL (a lease
-        # that runs out) or uncommitted in Kafka, and is taken up again: nothing is lost.
-        loop.request_stop()
-        scheduler.request_stop()
-        _, pending = await asyncio.wait(tasks, timeout=settings.shutdown_grace.total_seconds())
-        for task in pending:
-            logger.warning("%s did not finish in time; cancelled", task.get_name())
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for task in tasks:
-            if task.done() and not task.cancelled():
-                task.exception()  # a failure was logged by guarded(); mark it seen
+    # The consumer finishes the poll in hand (writes, then commit); the scheduler records the
+    # attempts in flight. What does not finish in time stays in PostgreSQL (a lease that runs
+    # out) or uncommitted in Kafka, and is taken up again: nothing is lost.
+    background = BackgroundLoops(settings.shutdown_grace, on_failure=not_serving)
+    background.start("intake", loop)
+    background.start("scheduler", scheduler)
 
     async def close() -> None:
         await resources.aclose()
@@ -124,7 +103,7 @@ async def build_server(
         return []
 
     server = GrpcServer(
-        settings, register, ServiceHooks(stop_taking_work=[stop_taking_work], close=[close])
+        settings, register, ServiceHooks(stop_taking_work=[background.stop], close=[close])
     )
     return server
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from rased.adapters.cassandra.event_store import CassandraEventStore
 from rased.adapters.cassandra.session import cassandra_session
 from rased.adapters.kafka.topics import KafkaTopicSettings, Topic
 from rased.adapters.postgres.retention import PostgresRetention
+from rased.common.background import BackgroundLoops
 from rased.common.backoff import Backoff
 from rased.common.crypto import MasterKeyring
 from rased.common.logging import configure_logging
@@ -93,29 +93,14 @@ async def build_server(
         max_records=settings.max_poll_records,
     )
 
-    async def consume() -> None:
-        try:
-            await loop.run()
-        except Exception:
-            # A loop that died on its own consumes nothing: say so, so a probe restarts us.
-            logger.exception("the consumer loop failed")
-            await server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-            raise
+    async def not_serving() -> None:
+        # A worker whose loop died consumes nothing: a probe should restart it.
+        await server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    consuming = asyncio.create_task(consume(), name="persistence-loop")
-
-    async def stop_taking_work() -> None:
-        # The loop finishes the poll in hand (writes, then commit) and returns; a poll stuck
-        # on an unavailable store gives up uncommitted. Bounded by the grace period.
-        loop.request_stop()
-        done, _ = await asyncio.wait({consuming}, timeout=settings.shutdown_grace.total_seconds())
-        if not done:
-            logger.warning("in-flight writes did not finish in time; left uncommitted")
-            consuming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consuming
-        elif not consuming.cancelled():
-            consuming.exception()  # a failure was logged by consume(); mark it seen
+    # The loop finishes the poll in hand (writes, then commit) and returns; a poll stuck on
+    # an unavailable store gives up uncommitted. Bounded by the grace period.
+    background = BackgroundLoops(settings.shutdown_grace, on_failure=not_serving)
+    background.start("persistence-loop", loop)
 
     async def close() -> None:
         # Leaving the group (consumer.stop) hands the partitions over at once.
@@ -126,7 +111,7 @@ async def build_server(
         return []
 
     server = GrpcServer(
-        settings, register, ServiceHooks(stop_taking_work=[stop_taking_work], close=[close])
+        settings, register, ServiceHooks(stop_taking_work=[background.stop], close=[close])
     )
     return server
 
