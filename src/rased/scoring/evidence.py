@@ -1,7 +1,8 @@
 """What one compiled transaction shows: pointer features, typing timings, devices, places.
 
-Pointer features come from the shared `rased.features` module (the model's inputs); the
-rest are plain summaries the interim rules in `rased.scoring.rules` read.
+Pointer features and typing timings come from the shared `rased.features` module (what
+training reads too); the rest are plain summaries the interim rules in
+`rased.scoring.rules` read.
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import numpy as np
-
 from rased.features.adapters import from_event_batches
+from rased.features.keystroke import hold_and_flight_times
 from rased.features.pointer import pointer_features
 from rased.features.trajectory import FloatArray
 from rased.v1 import events_pb2, pipeline_pb2
@@ -60,31 +60,11 @@ def _events(batches: Iterable[events_pb2.EventBatch]) -> list[events_pb2.Event]:
     return sorted(events, key=lambda e: e.timestamp_ms)
 
 
-def _typing(events: list[events_pb2.Event]) -> tuple[FloatArray, FloatArray]:
-    """Return hold times (down to up of a key) and flight times (up to the next down)."""
-    down_at: dict[int, int] = {}
-    holds: list[float] = []
-    flights: list[float] = []
-    last_up: int | None = None
-    for event in events:
-        if event.WhichOneof("kind") != "keystroke":
-            continue
-        key = event.keystroke
-        if key.action == events_pb2.KEY_ACTION_DOWN:
-            if last_up is not None and event.timestamp_ms >= last_up:
-                flights.append(float(event.timestamp_ms - last_up))
-            down_at[key.key_id] = event.timestamp_ms
-        elif key.action == events_pb2.KEY_ACTION_UP and key.key_id in down_at:
-            holds.append(float(event.timestamp_ms - down_at.pop(key.key_id)))
-            last_up = event.timestamp_ms
-    return np.asarray(holds, dtype=np.float64), np.asarray(flights, dtype=np.float64)
-
-
 def gather_evidence(compiled: pipeline_pb2.CompiledTransaction) -> Evidence:
     """Return the evidence of one compiled transaction."""
     events = _events(compiled.batches)
     trajectory = from_event_batches(compiled.batches)
-    holds, flights = _typing(events)
+    holds, flights = hold_and_flight_times(events)
     device: DeviceEvidence | None = None
     place: PlaceEvidence | None = None
     for event in events:
