@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from rased.eval.latency import TritonUnreachable
 from rased.eval.metrics import (
     equal_error_rate,
     expected_calibration_error,
@@ -20,13 +22,19 @@ from rased.training.datasets import DatasetError, read_delbot
 from rased.training.split import is_test
 
 _REPO = Path(__file__).resolve().parents[3]
+_SHARED_DELBOT = _REPO.parent / "shared" / "data" / "delbot_mouse" / "train.csv.gz"
 _PROGRESS_EVERY = 500
 BOT_MODEL = Path("bot_detection") / "1" / "model.onnx"
+BOT_MODEL_NAME = "bot_detection"
 TAKEOVER_REFERENCE_AUC = 0.92
 
 
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _tagged(tag: str, message: str) -> None:
+    _progress(f"{tag}: {message}")
 
 
 def _fmt(value: float | None) -> str:
@@ -103,6 +111,106 @@ def _takeover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keystroke(args: argparse.Namespace) -> int:
+    from rased.training.keystroke import (
+        DETECTORS,
+        IMPOSTOR_REPS,
+        PUBLISHED_EER,
+        PUBLISHED_SD,
+        TEST_REPS,
+        TRAIN_REPS,
+        check_protocol,
+        evaluate_keystroke,
+        read_cmu,
+    )
+
+    _progress(f"reading {args.csv}")
+    data = read_cmu(args.csv)
+    check_protocol(data)
+    _progress(f"{len(data.subjects)} subjects, {len(data.features)} timing features")
+    reports = {}
+    for name, fit in DETECTORS.items():
+        reports[name] = evaluate_keystroke(data, functools.partial(_tagged, name), fit)
+    print(
+        f"keystroke_dynamics on {args.csv}: {len(data.subjects)} subjects, "
+        f"{len(data.features)} timing features; per subject: trained on the first "
+        f"{TRAIN_REPS} repetitions, tested on the last {TEST_REPS} and the first "
+        f"{IMPOSTOR_REPS} of every other subject"
+    )
+    width = max(len(name) for name in reports)
+    print(f"  {'detector':<{width}} {'mean EER':>8} {'sd':>7} {'min':>7} {'max':>7}")
+    for name, report in reports.items():
+        worst, high = report.worst
+        print(
+            f"  {name:<{width}} {report.mean:>8.4f} {report.std:>7.4f} "
+            f"{report.best[1]:>7.4f} {high:>7.4f} ({worst})"
+        )
+    print(
+        f"published best on the real CMU data: {PUBLISHED_EER} (sd {PUBLISHED_SD}), scaled "
+        "Manhattan (Killourhy & Maxion 2009)"
+    )
+    return 0
+
+
+def _latency(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
+    from rased.eval.latency import measure, percentiles, probe
+
+    # Ask Triton first: a stopped stack should fail in a second, not after the features.
+    asyncio.run(probe(args.target, BOT_MODEL_NAME, args.timeout))
+    _progress(f"reading {args.csv}")
+    sessions = read_delbot(args.csv)
+    if args.held_out_split is not None:
+        sessions = [s for s in sessions if is_test(args.held_out_split, s.source, s.session)]
+    if not sessions:
+        raise DatasetError(f"{args.csv}: no sessions")
+    rows, feature_ms = [], []
+    for i, s in enumerate(sessions, start=1):
+        start = time.perf_counter_ns()
+        rows.append(pointer_features(s.trajectory))
+        feature_ms.append((time.perf_counter_ns() - start) / 1e6)
+        if i % _PROGRESS_EVERY == 0 or i == len(sessions):
+            _progress(f"features: {i}/{len(sessions)} sessions")
+    report = asyncio.run(
+        measure(
+            args.target,
+            np.vstack(rows).astype(np.float32),
+            args.requests,
+            args.warmup,
+            args.timeout,
+            _progress,
+            BOT_MODEL_NAME,
+        )
+    )
+    # Request i scored row (warmup + i) mod n: its transaction's features plus its trip.
+    used = (args.warmup + np.arange(args.requests)) % len(rows)
+    total = np.asarray(feature_ms)[used] + report.round_trip_ms
+    split = "" if args.held_out_split is None else f", held out by seed {args.held_out_split}"
+    print(
+        f"{report.model} through Triton at {args.target} (gRPC, instances "
+        f"{', '.join(report.instance_kinds) or '?'}): {args.requests} requests of one "
+        f"transaction each after {report.warmup} warm-up; rows from {len(sessions)} "
+        f"sessions of {args.csv}{split}"
+    )
+    print(f"  {'per transaction':<28} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'max ms':>8}")
+    for name, values in (
+        ("features (rased.features)", np.asarray(feature_ms)),
+        ("Triton round trip", report.round_trip_ms),
+        ("features + round trip", total),
+    ):
+        p50, p99 = percentiles(values)
+        print(
+            f"  {name:<28} {p50:>8.3f} {p99:>8.3f} {float(values.mean()):>8.3f} "
+            f"{float(values.max()):>8.3f}"
+        )
+    if report.server_ms:
+        stages = ", ".join(f"{k} {v:.3f}" for k, v in report.server_ms.items())
+        print(f"Triton's own statistics, mean ms per request: {stages}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every `rased-eval` subcommand."""
     parser = argparse.ArgumentParser(
@@ -130,16 +238,61 @@ def build_parser() -> argparse.ArgumentParser:
     take.add_argument("--test", type=Path, required=True, help="folder of <user>/<session>")
     take.add_argument("--labels", type=Path, required=True, help="CSV filename,is_illegal")
     take.add_argument("--seed", type=int, default=42, help="seed of the profiles' forests")
+    keys = commands.add_parser(
+        "keystroke", help="per-subject typing templates on CMU keystroke-benchmark CSV"
+    )
+    keys.add_argument(
+        "--csv",
+        type=Path,
+        required=True,
+        help="CSV (plain or gzip): subject, sessionIndex, rep, then H.*, DD.*, UD.* seconds",
+    )
+    lat = commands.add_parser(
+        "latency", help="bot_detection inference latency per transaction through Triton"
+    )
+    lat.add_argument("--target", default="127.0.0.1:8001", help="Triton's gRPC host:port")
+    lat.add_argument(
+        "--csv",
+        type=Path,
+        default=_SHARED_DELBOT,
+        help="DELBOT CSV whose sessions give the feature rows (default: the shared data's)",
+    )
+    lat.add_argument(
+        "--held-out-split",
+        type=int,
+        metavar="SEED",
+        help="use only the sessions training with this seed held out (its test split)",
+    )
+    lat.add_argument("--requests", type=_positive, default=1000, help="timed requests")
+    lat.add_argument("--warmup", type=_non_negative, default=100, help="untimed requests first")
+    lat.add_argument("--timeout", type=float, default=5.0, help="seconds per call to Triton")
     return parser
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `rased-eval`; return 0 on success, 2 on bad input (with a one-line reason)."""
     args = build_parser().parse_args(argv)
-    handlers = {"bot": _bot, "takeover": _takeover}
+    handlers = {"bot": _bot, "takeover": _takeover, "keystroke": _keystroke, "latency": _latency}
     try:
         return handlers[args.command](args)
-    except (DatasetError, ModelError) as exc:
+    except (DatasetError, ModelError, TritonUnreachable) as exc:
         print(f"rased-eval: error: {exc}", file=sys.stderr)
         return 2
 

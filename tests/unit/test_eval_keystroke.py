@@ -1,0 +1,183 @@
+"""`rased-eval keystroke` on CMU-format typing: the shipped generated file, known cases, bad files.
+
+The shipped file is `python -m rased.training.synthetic_sessions cmu --subjects 10
+--seed 42 --out tests/data/cmu_keystroke_small.csv.gz`: generated typing, so its EER says
+the evaluation runs the benchmark's protocol, not how well Rased tells real people apart.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rased.eval.cli import main
+from rased.features.keystroke import ScaledManhattan
+from rased.features.trajectory import FloatArray
+from rased.training.synthetic_sessions import cmu_header, write_cmu_csv
+
+SMALL = Path(__file__).resolve().parents[1] / "data" / "cmu_keystroke_small.csv.gz"
+SMALL_SUBJECTS, SMALL_SEED = 10, 42
+DETECTORS = ("scaled Manhattan", "scaled Manhattan, filtered")
+ROW = re.compile(
+    r"^  (?P<name>scaled Manhattan(?:, filtered)?)\s+(?P<mean>\d\.\d{4})\s+(?P<sd>\d\.\d{4})"
+    r"\s+(?P<min>\d\.\d{4})\s+(?P<max>\d\.\d{4}) \((?P<worst>s\d{3})\)$",
+    re.MULTILINE,
+)
+
+
+def detector_rows(out: str) -> dict[str, dict[str, float]]:
+    """Return each detector's printed mean, sd, min and max."""
+    return {
+        m["name"]: {k: float(m[k]) for k in ("mean", "sd", "min", "max")} for m in ROW.finditer(out)
+    }
+
+
+def write_cmu(path: Path, subjects: dict[str, FloatArray], compress: bool = False) -> None:
+    """Write timing rows (one array of repetitions per subject) in CMU format."""
+    opener = gzip.open if compress else open
+    with opener(path, "wt", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(cmu_header())
+        for subject, reps in subjects.items():
+            for i, values in enumerate(reps):
+                session, rep = divmod(i, 50)
+                writer.writerow([subject, session + 1, rep + 1, *(f"{v:.4f}" for v in values)])
+
+
+def fail(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run `rased-eval keystroke` expecting bad input; return its one-line error."""
+    assert main(["keystroke", *args]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("rased-eval: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_shipped_file_is_what_the_generator_writes_with_its_seed(tmp_path: Path) -> None:
+    again = tmp_path / "again.csv.gz"
+    assert write_cmu_csv(again, SMALL_SUBJECTS, SMALL_SEED) == SMALL_SUBJECTS * 400
+    # The CSV itself, byte for byte (gzip's own framing may differ between zlib builds).
+    assert gzip.decompress(again.read_bytes()) == gzip.decompress(SMALL.read_bytes())
+    assert SMALL.stat().st_size < 1_000_000
+
+
+def test_keystroke_prints_every_detectors_eer(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["keystroke", "--csv", str(SMALL)]) == 0
+    out = capsys.readouterr()
+    assert f"{SMALL_SUBJECTS} subjects, 31 timing features" in out.out
+    assert "trained on the first 200 repetitions, tested on the last 200" in out.out
+    assert "published best on the real CMU data: 0.096" in out.out
+    rows = detector_rows(out.out)
+    assert set(rows) == set(DETECTORS), out.out
+    for name, row in rows.items():
+        # Far from chance (0.5) and not perfect: generated people differ, but not trivially.
+        assert 0.02 < row["mean"] < 0.25, (name, row)
+        assert row["min"] <= row["mean"] <= row["max"] and row["sd"] > 0
+    assert f"scaled Manhattan: scored {SMALL_SUBJECTS}/{SMALL_SUBJECTS} subjects" in out.err
+
+
+def test_plain_gzip_and_shuffled_files_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = gzip.decompress(SMALL.read_bytes()).decode().splitlines(keepends=True)
+    plain, shuffled = tmp_path / "plain.csv", tmp_path / "shuffled.csv"
+    plain.write_text("".join(lines))
+    body = lines[1:]
+    random.Random(3).shuffle(body)
+    # "First" and "last" repetitions are in typing order, whatever order the rows are in.
+    shuffled.write_text(lines[0] + "".join(body))
+    results = []
+    for path in (SMALL, plain, shuffled):
+        assert main(["keystroke", "--csv", str(path)]) == 0
+        results.append(detector_rows(capsys.readouterr().out))
+    assert results[0] == results[1] == results[2]
+
+
+def test_typists_alike_are_at_chance_and_far_apart_are_told_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(5)
+    width = len(cmu_header()) - 3
+    alike = {f"s{i:03d}": rng.lognormal(np.log(0.1), 0.2, (400, width)) for i in range(8)}
+    write_cmu(tmp_path / "alike.csv", alike)
+    assert main(["keystroke", "--csv", str(tmp_path / "alike.csv")]) == 0
+    for row in detector_rows(capsys.readouterr().out).values():
+        assert 0.35 < row["mean"] < 0.65, row
+    apart = {
+        f"s{i:03d}": rng.lognormal(np.log(0.1 * (i + 1)), 0.02, (400, width)) for i in range(8)
+    }
+    write_cmu(tmp_path / "apart.csv", apart)
+    assert main(["keystroke", "--csv", str(tmp_path / "apart.csv")]) == 0
+    for row in detector_rows(capsys.readouterr().out).values():
+        assert row["max"] == 0.0, row
+
+
+def test_filtered_enrolment_ignores_a_hesitation() -> None:
+    rng = np.random.default_rng(7)
+    # Uniform timings: no usual repetition lies beyond 3 sd, so only the pause is dropped.
+    usual = rng.uniform(0.08, 0.12, (200, 5))
+    hesitant = np.vstack([usual, [0.1, 0.1, 0.9, 0.1, 0.1]])
+    plain, filtered = ScaledManhattan.fit(hesitant), ScaledManhattan.fit_filtered(hesitant)
+    reference = ScaledManhattan.fit(usual)
+    assert np.allclose(filtered.mean, reference.mean) and np.allclose(filtered.mad, reference.mad)
+    # Unfiltered, one pause of 0.8 s widens that key's scale for every later comparison.
+    assert plain.mad[2] > 1.3 * reference.mad[2]
+
+
+def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "nope.csv: no such file" in fail(capsys, "--csv", str(tmp_path / "nope.csv"))
+
+
+def test_wrong_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "delbot.csv"
+    path.write_text("label,source,session,t,x,y\nbot,a,b,0,1,1\n")
+    error = fail(capsys, "--csv", str(path))
+    assert "missing column(s) subject, sessionIndex, rep" in error
+    assert "H.*, DD.*, UD.*" in error
+    path.write_text("subject,sessionIndex,rep,x\ns002,1,1,0.1\n")
+    assert "missing column(s) H.*/DD.*/UD.*" in fail(capsys, "--csv", str(path))
+    path.write_text("")
+    assert "empty file" in fail(capsys, "--csv", str(path))
+
+
+def test_non_numeric_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.csv"
+    header = ",".join(cmu_header())
+    good = ",".join(["s002", "1", "1", *["0.1"] * 31])
+    path.write_text(f"{header}\n{good}\n" + good.replace("0.1", "fast", 1) + "\n")
+    assert f"{path}:3: H.period is 'fast', not a number (seconds)" in fail(
+        capsys, "--csv", str(path)
+    )
+    path.write_text(f"{header}\n" + good.replace(",1,1,", ",one,1,", 1) + "\n")
+    assert f"{path}:2: sessionIndex is 'one', not an integer" in fail(capsys, "--csv", str(path))
+    path.write_text(f"{header}\n" + good.replace("0.1", "nan", 1) + "\n")
+    assert "H.period is 'nan', not a finite number" in fail(capsys, "--csv", str(path))
+    path.write_text(f"{header}\n" + good.rsplit(",", 2)[0] + "\n")
+    assert f"{path}:2: 32 values, the header has 34 columns" in fail(capsys, "--csv", str(path))
+
+
+def test_too_few_repetitions_or_subjects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(1)
+    width = len(cmu_header()) - 3
+    path = tmp_path / "short.csv.gz"
+    reps = {"s002": 400, "s003": 399}
+    write_cmu(path, {s: rng.uniform(0.05, 0.3, (n, width)) for s, n in reps.items()}, True)
+    error = fail(capsys, "--csv", str(path))
+    assert "every subject needs at least 400 (200 to train, 200 to test); s003 has 399" in error
+    write_cmu(path, {"s002": rng.uniform(0.05, 0.3, (400, width))}, compress=True)
+    assert "need at least two" in fail(capsys, "--csv", str(path))
+
+
+def test_truncated_gzip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(SMALL.read_bytes()[:50_000])
+    assert "unreadable" in fail(capsys, "--csv", str(path))
