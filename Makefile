@@ -72,8 +72,9 @@ test: lint ## The whole suite: lint, types, contracts, unit and integration test
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; fi; \
 	  exit $$rc
 
-bench: $(STAMP) ## Benchmarks (needs the stack: make stack-up); figures go to docs/benchmarks.md
+bench: $(STAMP) ## Benchmarks, ingestion then pipeline (needs make stack-up); figures go to docs/benchmarks.md
 	@$(BIN)/python bench/ingest.py run
+	@$(BIN)/python bench/pipeline.py run
 
 openapi: $(STAMP) ## Write docs/openapi.json from the contracts
 	@$(BIN)/python -m rased.gateway.openapi
@@ -90,6 +91,14 @@ eval: $(STAMP) ## Evaluate the models on the held-out split of the shared data
 	@$(BIN)/rased-eval bot --csv $(DATA)/delbot_mouse/train.csv.gz --held-out-split 42
 	@$(BIN)/rased-eval takeover --train $(DATA)/balabit/training_files \
 	  --test $(DATA)/balabit/test_files_labelled --labels $(DATA)/balabit/labels.csv
+	@# No CMU recording in the shared data: generated typing in its format (seeded, 51 subjects).
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(BIN)/python -m rased.training.synthetic_sessions cmu --subjects 51 --seed 42 \
+	    --out "$$tmp/cmu_keystroke.csv.gz" >/dev/null && \
+	  $(BIN)/rased-eval keystroke --csv "$$tmp/cmu_keystroke.csv.gz"
+	@# Needs Triton (make stack-up): CPU latency per transaction, rows from held-out sessions.
+	@$(BIN)/rased-eval latency --target $${RASED_STACK_HOST:-127.0.0.1}:$${RASED_STACK_TRITON_GRPC_PORT:-8001} \
+	  --csv $(DATA)/delbot_mouse/train.csv.gz --held-out-split 42
 
 clean: down ## Stop everything and delete the local stack's data
 	rm -rf .stack
