@@ -441,11 +441,11 @@ class _Timed:
 
 
 STAGES = (
-    ("lookup", "PostgreSQL: look up stored results, read the new rows back (per transaction)"),
-    ("pending", "PostgreSQL: mark each transaction SCORING"),
+    ("lookup", "PostgreSQL: look up the poll's stored results (one query)"),
+    ("pending", "PostgreSQL: mark the poll's transactions SCORING (one statement)"),
     ("profiles", "Redis: load and save user profiles"),
     ("model", "Triton: one request for the batch"),
-    ("save", "PostgreSQL: store each result (a transaction holding the org's cursor lock)"),
+    ("save", "PostgreSQL: store the results (one transaction per org, its cursor lock once)"),
     ("notify", "Kafka: one client_notification per result (acks=all)"),
 )
 
@@ -483,8 +483,11 @@ async def scoring_breakdown(
         cast(ModelClient, _Timed(ports.model, clock, {"bot_probabilities": "model"})),
         CircuitBreaker(5, 10.0),
         cast(ProfileStore, _Timed(ports.profiles, clock, {"load": "profiles", "save": "profiles"})),
-        cast(ResultSink, _Timed(ports.results, clock, {"get": "lookup", "save": "save"})),
-        cast(PendingMarker, _Timed(ports.pending, clock, {"mark": "pending"})),
+        cast(
+            ResultSink,
+            _Timed(ports.results, clock, {"get_many": "lookup", "save_many": "save"}),
+        ),
+        cast(PendingMarker, _Timed(ports.pending, clock, {"mark_many": "pending"})),
         cast(ResultNotifier, _Timed(ports.notifier, clock, {"notify": "notify"})),
     )
     spent = 0.0

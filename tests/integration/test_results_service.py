@@ -196,6 +196,52 @@ async def test_a_redelivered_result_stays_one_row(deployment: Deployment) -> Non
     assert stored is not None and stored.cursor == 2
 
 
+async def test_a_batch_save_keeps_cursors_gap_free_per_organization(
+    deployment: Deployment,
+) -> None:
+    bank, other = deployment.bank, deployment.other
+    store = deployment.store
+    assert await store.save(_result(bank, "txn-b0")) is True  # cursor 1
+    batch = [
+        _result(bank, "txn-b1"),
+        _result(other, "txn-b1"),  # the same id in another organization: its own row
+        _result(bank, "txn-b0", risk=scoring_pb2.RISK_LEVEL_CRITICAL),  # a redelivery
+        _result(bank, "txn-b2"),
+        _result(bank, "txn-b1"),  # the same segment twice in one poll
+    ]
+    saved = await store.save_many(batch)
+    assert [row is not None for row in saved] == [True, True, False, True, False]
+    assert [row.cursor for row in saved if row is not None] == [2, 1, 3]
+    assert saved[0] is not None and saved[0].organization_id == bank.organization_id
+    assert saved[1] is not None and saved[1].organization_id == other.organization_id
+    # What the batch read back is what is stored; the redelivery changed nothing.
+    keys = [(r.organization_id, r.transaction_id, r.segment) for r in batch]
+    read = await store.get_many([*keys, (bank.organization_id, "txn-missing", 0), ("x", "y", 0)])
+    assert [r.cursor if r else None for r in read] == [2, 1, 1, 3, 2, None, None]
+    assert read[2] is not None and read[2].risk_level == scoring_pb2.RISK_LEVEL_LOW
+    # A batch of redeliveries only hands out no cursor either.
+    assert await store.save_many([_result(bank, "txn-b2")]) == [None]
+    assert await store.save(_result(bank, "txn-b3")) is True
+    last = await store.get(bank.organization_id, "txn-b3", 0)
+    assert last is not None and last.cursor == 4
+
+
+async def test_pending_marks_in_one_statement(deployment: Deployment) -> None:
+    bank, other = deployment.bank, deployment.other
+    pending = deployment.pending
+    await pending.mark_many(
+        [(bank.organization_id, "txn-p1"), (bank.organization_id, "txn-p1")],
+        PendingStatus.BUFFERED,
+    )
+    await pending.mark_many(
+        [(bank.organization_id, "txn-p1"), (other.organization_id, "txn-p2")],
+        PendingStatus.SCORING,
+    )
+    assert await pending.status(bank.organization_id, "txn-p1") is PendingStatus.SCORING
+    assert await pending.status(other.organization_id, "txn-p2") is PendingStatus.SCORING
+    assert await pending.status(bank.organization_id, "txn-p2") is None
+
+
 async def test_get_result_returns_the_latest_segment(deployment: Deployment) -> None:
     bank = deployment.bank
     await deployment.store.save(_result(bank, "txn-seg", 0, scored_at=T0))

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -72,6 +72,9 @@ INSERT INTO results (
 ON CONFLICT (organization_id, transaction_id, segment) DO NOTHING
 RETURNING cursor
 """
+
+# The same insert, answering the stored row (a batch save reads nothing back).
+_INSERT_RETURNING_ROW = _INSERT.replace("RETURNING cursor", f"RETURNING {_COLUMNS}")
 
 # Locks the organization's counter row until commit (the first result creates it).
 _NEXT_CURSOR = """
@@ -245,6 +248,78 @@ class PostgresResultStore:
             return False
         return True
 
+    async def save_many(
+        self, results: Sequence[scoring_pb2.TransactionResult]
+    ) -> list[scoring_pb2.TransactionResult | None]:
+        """Store each result unless stored already; return the stored rows, None for those
+        that were stored before (redeliveries, which change nothing).
+
+        One database transaction per organization: its cursor row is locked once and the
+        results take consecutive cursors in the given order, so one commit (instead of one
+        per result) keeps the cursors gap-free and in commit order.
+        """
+        arguments: list[list[Any]] = []
+        by_org: dict[uuid.UUID, list[int]] = {}
+        for index, result in enumerate(results):
+            org = _org_uuid(result.organization_id)
+            if org is None:
+                raise ValidationFailed(
+                    [FieldViolation("organization_id", "not an organization id", "uuid")]
+                )
+            arguments.append(_insert_arguments(result, org))
+            by_org.setdefault(org, []).append(index)
+        stored: list[scoring_pb2.TransactionResult | None] = [None] * len(results)
+
+        async def save_organization(org: uuid.UUID, indexes: list[int]) -> None:
+            try:
+                async with _postgres_errors(), self._pool.acquire() as conn, conn.transaction():
+                    first = await conn.fetchval(_NEXT_CURSOR, org)
+                    inserted = 0
+                    for index in indexes:
+                        row = await conn.fetchrow(
+                            _INSERT_RETURNING_ROW, *arguments[index], first + inserted
+                        )
+                        if row is not None:
+                            stored[index] = _result_from_row(row)
+                            inserted += 1
+                    if not inserted:
+                        raise _Redelivered
+                    await conn.execute(
+                        "UPDATE result_cursors SET last_cursor = $2 WHERE organization_id = $1",
+                        org,
+                        first + inserted - 1,
+                    )
+                    await conn.execute("SELECT pg_notify($1, $2)", self._channel, str(org))
+            except _Redelivered:
+                # Rolled back, which returned the cursor taken: still no gaps.
+                return
+
+        await asyncio.gather(*(save_organization(o, i) for o, i in by_org.items()))
+        return stored
+
+    async def get_many(
+        self, keys: Sequence[tuple[str, str, int]]
+    ) -> list[scoring_pb2.TransactionResult | None]:
+        """Return the stored result of each (organization, transaction, segment), in one query."""
+        parsed = [(_org_uuid(org), txn, segment) for org, txn, segment in keys]
+        wanted = [(org, txn, segment) for org, txn, segment in parsed if org is not None]
+        if not wanted:
+            return [None] * len(keys)
+        async with _postgres_errors():
+            rows = await self._pool.fetch(
+                f"SELECT {_COLUMNS} FROM results JOIN unnest($1::uuid[], $2::text[], "  # noqa: S608
+                "$3::integer[]) AS k(o, t, s) ON organization_id = k.o "
+                "AND transaction_id = k.t AND segment = k.s",
+                [org for org, _, _ in wanted],
+                [txn for _, txn, _ in wanted],
+                [segment for _, _, segment in wanted],
+            )
+        found = {
+            (row["organization_id"], row["transaction_id"], row["segment"]): _result_from_row(row)
+            for row in rows
+        }
+        return [found.get((org, txn, segment)) for org, txn, segment in parsed]
+
     async def get(
         self, organization_id: str, transaction_id: str, segment: int
     ) -> scoring_pb2.TransactionResult | None:
@@ -390,6 +465,30 @@ class PostgresPendingTransactions:
                 "DO UPDATE SET status = excluded.status, updated_at = now()",
                 org,
                 transaction_id,
+                status.value,
+            )
+
+    async def mark_many(self, keys: Sequence[tuple[str, str]], status: PendingStatus) -> None:
+        """Record or overwrite the pending status of each (organization, transaction), at once."""
+        unique: dict[tuple[uuid.UUID, str], None] = {}
+        for organization_id, transaction_id in keys:
+            org = _org_uuid(organization_id)
+            if org is None:
+                raise ValidationFailed(
+                    [FieldViolation("organization_id", "not an organization id", "uuid")]
+                )
+            # One statement may not update a row twice: duplicates go first.
+            unique[(org, transaction_id)] = None
+        if not unique:
+            return
+        async with _postgres_errors():
+            await self._pool.execute(
+                "INSERT INTO transaction_status (organization_id, transaction_id, status) "
+                "SELECT o, t, $3 FROM unnest($1::uuid[], $2::text[]) AS k(o, t) "
+                "ON CONFLICT (organization_id, transaction_id) "
+                "DO UPDATE SET status = excluded.status, updated_at = now()",
+                [org for org, _ in unique],
+                [txn for _, txn in unique],
                 status.value,
             )
 

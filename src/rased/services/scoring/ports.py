@@ -65,22 +65,25 @@ class ProfileStore(Protocol):
 class ResultSink(Protocol):
     """Where scored results are stored (idempotent per organization, transaction, segment)."""
 
-    async def save(self, result: scoring_pb2.TransactionResult) -> bool:
-        """Store the result; False when that segment was stored already (a redelivery)."""
+    async def save_many(
+        self, results: Sequence[scoring_pb2.TransactionResult]
+    ) -> list[scoring_pb2.TransactionResult | None]:
+        """Store the results; return each stored row, None where the segment was stored
+        already (a redelivery, which changes nothing)."""
         ...
 
-    async def get(
-        self, organization_id: str, transaction_id: str, segment: int
-    ) -> scoring_pb2.TransactionResult | None:
-        """Return the stored result of one segment, or None."""
+    async def get_many(
+        self, keys: Sequence[tuple[str, str, int]]
+    ) -> list[scoring_pb2.TransactionResult | None]:
+        """Return the stored result of each (organization, transaction, segment), or None."""
         ...
 
 
 class PendingMarker(Protocol):
-    """Records that a transaction is being scored (GetResult answers "pending")."""
+    """Records that transactions are being scored (GetResult answers "pending")."""
 
-    async def mark(self, organization_id: str, transaction_id: str, status: PendingStatus) -> None:
-        """Record the transaction's pending status."""
+    async def mark_many(self, keys: Sequence[tuple[str, str]], status: PendingStatus) -> None:
+        """Record the pending status of each (organization, transaction)."""
         ...
 
 

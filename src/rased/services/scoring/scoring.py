@@ -90,19 +90,16 @@ class Scorer:
             ModelUnavailable: the model server is away and no fallback is configured.
             DependencyUnavailable: PostgreSQL, Redis or Kafka is away.
         """
-        stored = await asyncio.gather(
-            *(self._results.get(c.organization_id, c.transaction_id, c.segment) for c in batch)
+        stored = await self._results.get_many(
+            [(c.organization_id, c.transaction_id, c.segment) for c in batch]
         )
         fresh = [c for c, result in zip(batch, stored, strict=True) if result is None]
         announced = [result for result in stored if result is not None]
         degraded = False
         new_count = 0
         if fresh:
-            await asyncio.gather(
-                *(
-                    self._pending.mark(c.organization_id, c.transaction_id, PendingStatus.SCORING)
-                    for c in fresh
-                )
+            await self._pending.mark_many(
+                [(c.organization_id, c.transaction_id) for c in fresh], PendingStatus.SCORING
             )
             evidence = [gather_evidence(c) for c in fresh]
             keys = [(c.organization_id, c.user_id) for c in fresh if c.user_id]
@@ -115,20 +112,20 @@ class Scorer:
                     fresh, evidence, profiles, prediction.probabilities, strict=True
                 )
             ]
-            saved = await asyncio.gather(*(self._results.save(r) for r in results))
-            new_count = sum(saved)
+            saved = await self._results.save_many(results)
+            new_count = sum(row is not None for row in saved)
             await self._update_profiles(
-                [(c, e) for c, e, new in zip(fresh, evidence, saved, strict=True) if new], loaded
+                [(c, e) for c, e, row in zip(fresh, evidence, saved, strict=True) if row], loaded
             )
             # Announce the rows as stored: with their cursor (assigned by the store), and a
             # row another worker stored meanwhile as that worker stored it.
-            rows = await asyncio.gather(
-                *(
-                    self._results.get(r.organization_id, r.transaction_id, r.segment)
-                    for r in results
+            others = [r for r, row in zip(results, saved, strict=True) if row is None]
+            announced.extend(row for row in saved if row is not None)
+            if others:
+                rows = await self._results.get_many(
+                    [(r.organization_id, r.transaction_id, r.segment) for r in others]
                 )
-            )
-            announced.extend(row for row in rows if row is not None)
+                announced.extend(row for row in rows if row is not None)
         await asyncio.gather(*(self._notifier.notify(result) for result in announced))
         SCORED.labels("degraded" if degraded else "stored").inc(new_count)
         SCORED.labels("redelivered").inc(len(batch) - len(fresh))
