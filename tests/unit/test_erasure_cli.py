@@ -7,7 +7,7 @@ import uuid
 import pytest
 from google.protobuf import timestamp_pb2
 
-from rased.cli.admin_command import erasure_job_dict
+from rased.cli.erasure_command import erasure_job_dict
 from rased.cli.main import build_parser, main
 from rased.v1 import admin_pb2
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(
                 health_command.check(options.target, options.service, options.timeout)
             )
-        if options.command in ("org", "key", "erasure"):
+        if options.command in admin_command.COMMANDS:
             return admin_command.run(options)
         if options.command == "models":
             return models_command.run(options)

@@ -1,0 +1,158 @@
+"""`rased key create|list|revoke|rotate`: an organization's API keys.
+
+A key's text is printed once, when it is created or rotated in, and never again.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rased.cli.admin_client import (
+    Invoke,
+    Noun,
+    as_dict,
+    duration_argument,
+    enum_word,
+    print_json,
+    text_argument,
+    url_argument,
+    uuid_argument,
+    when,
+)
+from rased.v1 import admin_pb2, admin_pb2_grpc
+
+Stub = admin_pb2_grpc.AdminServiceStub
+_KINDS = {
+    "publishable": admin_pb2.API_KEY_KIND_PUBLISHABLE,
+    "secret": admin_pb2.API_KEY_KIND_SECRET,
+}
+# CreateApiKeyRequest.allowed_origins' rules.
+MAX_ORIGINS = 50
+MAX_ORIGIN = 255
+
+
+def origin_argument(value: str) -> str:
+    """Return an allowed origin, e.g. `https://pay.example.com`; refuse what is not one."""
+    return url_argument(value, MAX_ORIGIN)
+
+
+def _add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    key = commands.add_parser("key", help="API keys of an organization")
+    actions = key.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", parents=[common], help="create an API key")
+    create.add_argument("organization_id", metavar="ORG_ID", type=uuid_argument)
+    create.add_argument("--kind", choices=sorted(_KINDS), required=True)
+    create.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        type=origin_argument,
+        help=f"allowed origin (publishable; repeatable, at most {MAX_ORIGINS})",
+    )
+    create.add_argument("--label", default="", type=text_argument(200), help="free-text label")
+    listing = actions.add_parser("list", parents=[common], help="list API keys (no secrets)")
+    listing.add_argument("organization_id", metavar="ORG_ID", type=uuid_argument)
+    listing.add_argument("--all", action="store_true", help="include revoked and expired keys")
+    revoke = actions.add_parser("revoke", parents=[common], help="revoke an API key at once")
+    revoke.add_argument("organization_id", metavar="ORG_ID", type=uuid_argument)
+    revoke.add_argument("key_id", metavar="KEY_ID", type=uuid_argument)
+    rotate = actions.add_parser(
+        "rotate", parents=[common], help="replace an API key; the old one works for an overlap"
+    )
+    rotate.add_argument("organization_id", metavar="ORG_ID", type=uuid_argument)
+    rotate.add_argument("key_id", metavar="KEY_ID", type=uuid_argument)
+    rotate.add_argument(
+        "--overlap",
+        metavar="DURATION",
+        type=duration_argument,
+        default=0,
+        help="how long the old key keeps working, e.g. 15m, 24h, 7d (default 24h, at most 30d)",
+    )
+
+
+def _check_create(options: argparse.Namespace) -> str | None:
+    if len(options.origin) > MAX_ORIGINS:
+        return f"at most {MAX_ORIGINS} --origin values, got {len(options.origin)}"
+    return None
+
+
+def _kind(kind: admin_pb2.ApiKeyKind.ValueType) -> str:
+    return enum_word(admin_pb2.ApiKeyKind.Name(kind), "API_KEY_KIND_")
+
+
+def _create(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
+    reply: admin_pb2.CreateApiKeyResponse = invoke(
+        stub.CreateApiKey,
+        admin_pb2.CreateApiKeyRequest(
+            organization_id=options.organization_id,
+            kind=_KINDS[options.kind],
+            allowed_origins=options.origin,
+            label=options.label,
+        ),
+    )
+    if options.json:
+        print_json({"key": as_dict(reply.api_key.key), "secret": reply.api_key.secret})
+        return 0
+    print(f"{options.kind} key {reply.api_key.key.key_id}: {reply.api_key.secret}")
+    print("The key is shown once: store it now.")
+    return 0
+
+
+def _list(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
+    reply: admin_pb2.ListApiKeysResponse = invoke(
+        stub.ListApiKeys,
+        admin_pb2.ListApiKeysRequest(
+            organization_id=options.organization_id, include_inactive=options.all
+        ),
+    )
+    if options.json:
+        print_json([as_dict(k) for k in reply.api_keys])
+        return 0
+    for k in reply.api_keys:
+        state = "revoked" if k.HasField("revoke_time") else "active"
+        if k.HasField("expire_time"):
+            state += f", expires {when(k.expire_time)}"
+        print(f"{k.key_id}  {_kind(k.kind):<11}  {k.prefix}...  {state}  {k.label}")
+    return 0
+
+
+def _revoke(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
+    reply: admin_pb2.RevokeApiKeyResponse = invoke(
+        stub.RevokeApiKey,
+        admin_pb2.RevokeApiKeyRequest(
+            organization_id=options.organization_id, key_id=options.key_id
+        ),
+    )
+    if options.json:
+        print_json(as_dict(reply.api_key))
+        return 0
+    print(f"revoked key {reply.api_key.key_id}")
+    return 0
+
+
+def _rotate(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
+    reply: admin_pb2.RotateApiKeyResponse = invoke(
+        stub.RotateApiKey,
+        admin_pb2.RotateApiKeyRequest(
+            organization_id=options.organization_id,
+            key_id=options.key_id,
+            overlap_seconds=options.overlap,
+        ),
+    )
+    new, old = reply.new_key, reply.old_key
+    if options.json:
+        print_json({"key": as_dict(new.key), "secret": new.secret, "old_key": as_dict(old)})
+        return 0
+    print(f"new {_kind(new.key.kind)} key {new.key.key_id}: {new.secret}")
+    print(f"old key {old.key_id} keeps working until {when(old.expire_time)}")
+    print("The key is shown once: store it now.")
+    return 0
+
+
+NOUN = Noun(
+    "key",
+    _add_parser,
+    {"create": _create, "list": _list, "revoke": _revoke, "rotate": _rotate},
+    checks={"create": _check_create},
+)
