@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 
 from rased.devstack.base import ManagedServer
+from rased.devstack.postgres import PostgresServer
 from rased.devstack.settings import StackSettings
+from rased.migrations.postgres import apply_postgres_migrations
 
 
 def _progress(message: str) -> None:
@@ -68,3 +72,51 @@ def cassandra_server(stack_settings: StackSettings) -> Iterator[ManagedServer]:
 def triton_server(stack_settings: StackSettings) -> Iterator[ManagedServer]:
     """A Triton server that reports ready."""
     yield from _ensure_running("triton", stack_settings)
+
+
+async def _admin_sql(server: PostgresServer, statement: str) -> None:
+    conn = await asyncpg.connect(server.admin_dsn())
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _create_database(server: ManagedServer, label: str) -> tuple[PostgresServer, str]:
+    """Create a database owned by the application's role and migrate it; return its name."""
+    assert isinstance(server, PostgresServer)
+    await server.bootstrap()
+    name = f"test_{label}_{uuid.uuid4().hex[:12]}"
+    owner = server.settings.postgres_user
+    await _admin_sql(server, f'CREATE DATABASE "{name}" OWNER "{owner}"')
+    await apply_postgres_migrations(server.dsn(name))
+    return server, name
+
+
+async def _drop_database(server: PostgresServer, name: str) -> None:
+    await _admin_sql(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _label(request: pytest.FixtureRequest) -> str:
+    module: str = request.module.__name__
+    return module.rsplit(".", 1)[-1].removeprefix("test_")[:24]
+
+
+@pytest.fixture(scope="module")
+def module_database(
+    postgres_server: ManagedServer, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A migrated PostgreSQL database of this test module's own; its DSN (dropped after)."""
+    server, name = asyncio.run(_create_database(postgres_server, _label(request)))
+    yield server.dsn(name)
+    asyncio.run(_drop_database(server, name))
+
+
+@pytest.fixture
+async def fresh_database(
+    postgres_server: ManagedServer, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
+    """A migrated PostgreSQL database of this test's own (its listings and audit rows alone)."""
+    server, name = await _create_database(postgres_server, _label(request))
+    yield server.dsn(name)
+    await _drop_database(server, name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,9 +31,6 @@ from rased.adapters.postgres.webhook_deliveries import (
 from rased.adapters.postgres.webhooks import WebhookEndpointStore
 from rased.cli.main import main as rased_cli
 from rased.common.crypto import MasterKeyring, generate_key, key_spec_entry
-from rased.devstack.base import ManagedServer
-from rased.devstack.postgres import PostgresServer
-from rased.migrations.postgres import apply_postgres_migrations
 from rased.services.admin.main import build_server
 from rased.services.admin.settings import AdminSettings
 from rased.v1 import admin_pb2, admin_pb2_grpc
@@ -51,30 +48,6 @@ def _bearer(credential: str) -> tuple[tuple[str, str], ...]:
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)
-
-
-@pytest.fixture(scope="module")
-def database(postgres_server: ManagedServer) -> Iterator[str]:
-    """A PostgreSQL database of this module's own, migrated; its DSN."""
-    assert isinstance(postgres_server, PostgresServer)
-    name = f"test_admin_cli_{uuid.uuid4().hex[:12]}"
-
-    async def admin_sql(statement: str) -> None:
-        conn = await asyncpg.connect(postgres_server.admin_dsn())
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    async def create() -> None:
-        await postgres_server.bootstrap()
-        owner = postgres_server.settings.postgres_user
-        await admin_sql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
-        await apply_postgres_migrations(postgres_server.dsn(name))
-
-    asyncio.run(create())
-    yield postgres_server.dsn(name)
-    asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @dataclass
@@ -140,10 +113,10 @@ class Admin:
 
 
 @pytest.fixture
-async def admin(database: str, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Admin]:
+async def admin(module_database: str, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Admin]:
     settings = AdminSettings(
         grpc_port=0,
-        postgres_dsn=database,
+        postgres_dsn=module_database,
         master_keys=SecretStr(MASTER),
         operator_token=SecretStr(OPERATOR),
         shutdown_drain=timedelta(0),
@@ -151,7 +124,7 @@ async def admin(database: str, capsys: pytest.CaptureFixture[str]) -> AsyncItera
     )
     server = await build_server(settings)
     port = await server.start()
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    pool = await asyncpg.create_pool(module_database, min_size=1, max_size=2)
     channel = aio.insecure_channel(f"127.0.0.1:{port}")
     yield Admin(port, admin_pb2_grpc.AdminServiceStub(channel), pool, capsys)
     await channel.close()

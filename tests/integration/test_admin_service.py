@@ -22,9 +22,6 @@ from rased.adapters.postgres.keys import ApiKeyStore, EncryptionKeyStore
 from rased.adapters.postgres.webhooks import WebhookEndpointStore
 from rased.cli.main import main as rased_cli
 from rased.common.crypto import MasterKeyring, generate_key, key_spec_entry
-from rased.devstack.base import ManagedServer
-from rased.devstack.postgres import PostgresServer
-from rased.migrations.postgres import apply_postgres_migrations
 from rased.services.admin.main import build_server
 from rased.services.admin.servicer import AdminServicer
 from rased.services.admin.settings import AdminSettings
@@ -75,16 +72,9 @@ class Admin:
 
 
 @pytest.fixture
-async def admin(postgres_server: ManagedServer) -> AsyncIterator[Admin]:
-    assert isinstance(postgres_server, PostgresServer)
-    await postgres_server.bootstrap()
+async def admin(fresh_database: str) -> AsyncIterator[Admin]:
     # A fresh database per test: organizations listings and audit rows are this test's own.
-    database = f"test_admin_{uuid.uuid4().hex[:12]}"
-    superuser = await asyncpg.connect(postgres_server.admin_dsn())
-    owner = postgres_server.settings.postgres_user
-    await superuser.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
-    dsn = postgres_server.dsn(database)
-    await apply_postgres_migrations(dsn)
+    dsn = fresh_database
     settings = AdminSettings(
         grpc_port=0,
         postgres_dsn=dsn,
@@ -101,8 +91,6 @@ async def admin(postgres_server: ManagedServer) -> AsyncIterator[Admin]:
     await channel.close()
     await pool.close()
     await server.shutdown()
-    await superuser.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
-    await superuser.close()
 
 
 async def _status(call: Any) -> tuple[grpc.StatusCode, str]:

@@ -54,9 +54,7 @@ from rased.cli.main import main as rased_cli
 from rased.common.crypto import MasterKeyring, generate_key, key_spec_entry
 from rased.common.server import GrpcServer
 from rased.devstack.base import ManagedServer
-from rased.devstack.postgres import PostgresServer
 from rased.migrations.cassandra import apply_cassandra_migrations
-from rased.migrations.postgres import apply_postgres_migrations
 from rased.scoring.profile import UserProfile
 from rased.services.admin.erasure import RunnerPolicy
 from rased.services.admin.main import build_server
@@ -110,30 +108,6 @@ def keyspace(cassandra_server: ManagedServer) -> Iterator[str]:
             await execute(session, f"DROP KEYSPACE IF EXISTS {name}")
 
     asyncio.run(drop())
-
-
-@pytest.fixture(scope="module")
-def database(postgres_server: ManagedServer) -> Iterator[str]:
-    """A PostgreSQL database of this module's own, migrated; its DSN."""
-    assert isinstance(postgres_server, PostgresServer)
-    name = f"test_erasure_{uuid.uuid4().hex[:12]}"
-
-    async def admin_sql(statement: str) -> None:
-        conn = await asyncpg.connect(postgres_server.admin_dsn())
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    async def create() -> None:
-        await postgres_server.bootstrap()
-        owner = postgres_server.settings.postgres_user
-        await admin_sql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
-        await apply_postgres_migrations(postgres_server.dsn(name))
-
-    asyncio.run(create())
-    yield postgres_server.dsn(name)
-    asyncio.run(admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @dataclass
@@ -415,7 +389,7 @@ class PersistingPublisher:
 
 @pytest.fixture
 async def env(
-    database: str,
+    module_database: str,
     keyspace: str,
     redis_server: ManagedServer,
     cassandra_server: ManagedServer,
@@ -423,7 +397,7 @@ async def env(
     stack = redis_server.settings
     tag = uuid.uuid4().hex[:10]
     async with AsyncExitStack() as resources:
-        pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
+        pool = await asyncpg.create_pool(module_database, min_size=1, max_size=4)
         resources.push_async_callback(pool.close)
         client = aioredis.Redis(host=stack.host, port=stack.redis_port)
         resources.push_async_callback(client.aclose)
@@ -439,7 +413,7 @@ async def env(
         policy = BufferPolicy()
         buffer = RedisEventBuffer(client, policy, key_prefix=f"t{tag}:")
         yield Env(
-            dsn=database,
+            dsn=module_database,
             keyspace=keyspace,
             host=stack.host,
             redis_port=stack.redis_port,

@@ -30,9 +30,6 @@ from rased.common.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from rased.devstack.base import ManagedServer
-from rased.devstack.postgres import PostgresServer
-from rased.migrations.postgres import apply_postgres_migrations
 from rased.services.ingestion.auth import TokenAuthenticator
 from rased.services.ingestion.jwe import OrgKeyDecryptor, encrypt_for
 from rased.services.ingestion.ports import Authenticator, BatchDecryptor, Caller, CredentialKind
@@ -46,24 +43,13 @@ NEW_MASTER = key_spec_entry("m-2026", generate_key())
 
 
 @pytest.fixture
-async def pool(postgres_server: ManagedServer) -> AsyncIterator[asyncpg.Pool]:
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
     """A pool on a fresh, migrated database owned by the application's role."""
-    assert isinstance(postgres_server, PostgresServer)
-    await postgres_server.bootstrap()
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(postgres_server.admin_dsn())
+    pool = await asyncpg.create_pool(fresh_database, min_size=1, max_size=4)
     try:
-        owner = postgres_server.settings.postgres_user
-        await admin.execute(f'CREATE DATABASE "{name}" OWNER "{owner}"')
-        await apply_postgres_migrations(postgres_server.dsn(name))
-        pool = await asyncpg.create_pool(postgres_server.dsn(name), min_size=1, max_size=4)
-        try:
-            yield pool
-        finally:
-            await pool.close()
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        yield pool
     finally:
-        await admin.close()
+        await pool.close()
 
 
 class CountingKeyStore(ApiKeyStore):

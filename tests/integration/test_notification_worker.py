@@ -32,8 +32,6 @@ from rased.adapters.postgres.webhooks import WebhookEndpointStore
 from rased.common.crypto import MasterKeyring, generate_key, key_spec_entry
 from rased.common.server import GrpcServer
 from rased.devstack.base import ManagedServer
-from rased.devstack.postgres import PostgresServer
-from rased.migrations.postgres import apply_postgres_migrations
 from rased.services.admin.main import build_server as build_admin
 from rased.services.admin.settings import AdminSettings
 from rased.services.notification.main import build_server
@@ -164,16 +162,9 @@ class Env:
 
 
 @pytest.fixture
-async def env(postgres_server: ManagedServer, kafka_server: ManagedServer) -> AsyncIterator[Env]:
-    assert isinstance(postgres_server, PostgresServer)
-    await postgres_server.bootstrap()
+async def env(fresh_database: str, kafka_server: ManagedServer) -> AsyncIterator[Env]:
     tag = uuid.uuid4().hex[:10]
-    database = f"test_notif_{tag}"
-    superuser = await asyncpg.connect(postgres_server.admin_dsn())
-    owner = postgres_server.settings.postgres_user
-    await superuser.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
-    dsn = postgres_server.dsn(database)
-    await apply_postgres_migrations(dsn)
+    dsn = fresh_database
     stack_settings = kafka_server.settings
     bootstrap = f"{stack_settings.host}:{stack_settings.kafka_port}"
     topics = KafkaTopicSettings(
@@ -193,8 +184,6 @@ async def env(postgres_server: ManagedServer, kafka_server: ManagedServer) -> As
     await site.start()
     receiver.port = runner.addresses[0][1]
     async with AsyncExitStack() as stack:
-        stack.push_async_callback(superuser.close)
-        stack.push_async_callback(superuser.execute, f'DROP DATABASE "{database}" WITH (FORCE)')
         stack.push_async_callback(runner.cleanup)
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=3)
         stack.push_async_callback(pool.close)

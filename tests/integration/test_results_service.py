@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,42 +22,12 @@ from rased.adapters.postgres.results import (
 from rased.common.server import GrpcServer
 from rased.devstack.base import ManagedServer
 from rased.devstack.postgres import PostgresServer
-from rased.migrations.postgres import apply_postgres_migrations
 from rased.services.results.main import build_server
 from rased.services.results.ports import PendingStatus
 from rased.services.results.settings import ResultsSettings
 from rased.v1 import results_pb2, results_pb2_grpc, scoring_pb2
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def results_dsn(postgres_server: ManagedServer) -> Iterator[str]:
-    """A database of its own, migrated, dropped after the module."""
-    assert isinstance(postgres_server, PostgresServer)
-    name = f"rased_results_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        await postgres_server.bootstrap()
-        conn = await asyncpg.connect(postgres_server.admin_dsn())
-        try:
-            await conn.execute(
-                f"CREATE DATABASE {name} OWNER {postgres_server.settings.postgres_user}"
-            )
-        finally:
-            await conn.close()
-        await apply_postgres_migrations(postgres_server.dsn(name))
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(postgres_server.admin_dsn())
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    yield postgres_server.dsn(name)
-    asyncio.run(drop())
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +74,13 @@ async def _tenant(pool: asyncpg.Pool, name: str) -> Tenant:
 
 
 @pytest.fixture
-async def deployment(results_dsn: str) -> AsyncIterator[Deployment]:
-    pool = await asyncpg.create_pool(results_dsn, min_size=1, max_size=5)
+async def deployment(module_database: str) -> AsyncIterator[Deployment]:
+    pool = await asyncpg.create_pool(module_database, min_size=1, max_size=5)
     tag = uuid.uuid4().hex[:8]
     bank, other = await _tenant(pool, f"bank-{tag}"), await _tenant(pool, f"other-{tag}")
     settings = ResultsSettings(
         grpc_port=0,
-        postgres_dsn=results_dsn,
+        postgres_dsn=module_database,
         shutdown_drain=timedelta(0),
         shutdown_grace=timedelta(seconds=5),
         # Long enough that a stream only gets a result promptly through LISTEN/NOTIFY.
@@ -501,7 +471,7 @@ async def test_shutdown_ends_open_streams_cleanly(deployment: Deployment) -> Non
 
 
 async def test_watch_survives_a_lost_listen_connection(
-    deployment: Deployment, admin_dsn: str, results_dsn: str
+    deployment: Deployment, admin_dsn: str, module_database: str
 ) -> None:
     bank = deployment.bank
     call = deployment.stub().WatchResults(
@@ -513,7 +483,7 @@ async def test_watch_survives_a_lost_listen_connection(
         terminated = await admin.fetchval(
             "SELECT count(*) FROM pg_stat_activity s, pg_terminate_backend(s.pid) "
             "WHERE s.datname = $1 AND s.application_name = $2",
-            results_dsn.rsplit("/", 1)[-1],
+            module_database.rsplit("/", 1)[-1],
             LISTENER_APPLICATION_NAME,
         )
     finally:
