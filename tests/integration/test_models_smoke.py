@@ -16,6 +16,7 @@ def test_every_model_passes_its_smoke_check(
     out = capsys.readouterr().out
     assert status == 0, out
     assert "bot_detection    OK" in out
+    assert "session_scores   OK" in out
     assert "stack_check      OK" in out
 
 

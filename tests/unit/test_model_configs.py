@@ -22,10 +22,14 @@ def _load(path: Path) -> model_config_pb2.ModelConfig:
     return config
 
 
+MODELS = ("bot_detection", "session_scores")
+
+
 def test_there_are_cpu_and_gpu_configs() -> None:
     names = {str(p.relative_to(REPOSITORY)) for p in CONFIGS}
-    assert "bot_detection/config.pbtxt" in names
-    assert "bot_detection/configs/gpu.pbtxt" in names
+    for model in MODELS:
+        assert f"{model}/config.pbtxt" in names
+        assert f"{model}/configs/gpu.pbtxt" in names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPOSITORY)))
@@ -37,18 +41,22 @@ def test_config_parses_and_names_its_folder(path: Path) -> None:
     assert config.max_batch_size > 0
 
 
-def test_gpu_config_matches_the_cpu_contract_and_the_onnx_graph() -> None:
-    cpu = _load(REPOSITORY / "bot_detection/config.pbtxt")
-    gpu = _load(REPOSITORY / "bot_detection/configs/gpu.pbtxt")
+@pytest.mark.parametrize("model", MODELS)
+def test_gpu_config_matches_the_cpu_contract_and_the_onnx_graph(model: str) -> None:
+    cpu = _load(REPOSITORY / model / "config.pbtxt")
+    gpu = _load(REPOSITORY / model / "configs/gpu.pbtxt")
+    assert cpu.backend == "python"
+    assert cpu.HasField("dynamic_batching") and gpu.HasField("dynamic_batching")
     assert gpu.platform == "onnxruntime_onnx"
     assert gpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
     for side in ("input", "output"):
         assert [(t.name, t.data_type, list(t.dims)) for t in getattr(gpu, side)] == [
             (t.name, t.data_type, list(t.dims)) for t in getattr(cpu, side)
         ]
-    # onnxruntime_onnx binds tensors by the graph's own names and shapes.
+    # onnxruntime_onnx binds tensors by the graph's own names and shapes (and so does the
+    # python backend's model.py, which runs the same file).
     session = ort.InferenceSession(
-        str(REPOSITORY / "bot_detection/1" / gpu.default_model_filename),
+        str(REPOSITORY / model / "1" / gpu.default_model_filename),
         providers=["CPUExecutionProvider"],
     )
     graph_inputs = {i.name: i.shape[1:] for i in session.get_inputs()}

@@ -17,7 +17,11 @@ from tritonclient.utils import InferenceServerException
 
 from rased.devstack.settings import repository_root
 from rased.features.pointer import pointer_features
+from rased.features.profile_comparison import observe, session_features
 from rased.features.trajectory import Trajectory
+from rased.scoring.profile import UserProfile, updated_profile
+from rased.training import synthetic_sessions
+from rased.v1 import pipeline_pb2
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,43 @@ def _bot_detection_check(probabilities: NDArray[np.float32]) -> str | None:
     return None
 
 
+# A generated user (seeded) with this many sessions of history before the two checked ones.
+_SMOKE_SEED = 3
+_SMOKE_HISTORY = 8
+
+
+def _owner_and_intruder() -> NDArray[np.float32]:
+    """A returning owner's session and a takeover of the same account, against its profile."""
+    (person,) = synthetic_sessions.make_population(1, _SMOKE_SEED)
+    rng = np.random.default_rng(_SMOKE_SEED)
+    profile = UserProfile()
+    for index in range(_SMOKE_HISTORY):
+        seen = observe(_compiled(synthetic_sessions.make_session(person, "human", index, rng)))
+        profile = updated_profile(profile, seen.evidence, seen.activity)
+    rows = []
+    for index, label in enumerate(("human", "takeover"), start=_SMOKE_HISTORY):
+        seen = observe(_compiled(synthetic_sessions.make_session(person, label, index, rng)))
+        rows.append(session_features(seen.evidence, seen.activity, profile))
+    return np.stack(rows).astype(np.float32)
+
+
+def _compiled(session: synthetic_sessions.SyntheticSession) -> pipeline_pb2.CompiledTransaction:
+    return pipeline_pb2.CompiledTransaction(batches=session.batches)
+
+
+def _session_scores_check(scores: NDArray[np.float32]) -> str | None:
+    if scores.shape != (2, 5):
+        return f"expected 2 rows of 5 scores, got shape {scores.shape}"
+    if not ((scores >= 0) & (scores <= 1)).all():
+        return f"scores outside [0, 1]: {scores.tolist()}"
+    owner, intruder = scores
+    # Columns: keystroke_dynamics, location_anomaly, device_fingerprint, behavioral_anomaly,
+    # overall_confidence.
+    if not owner[:4].max() < 0.5 < intruder[3]:
+        return f"expected a calm owner and an anomalous takeover, got {scores.tolist()}"
+    return None
+
+
 CASES: dict[str, Callable[[], SmokeCase]] = {
     "stack_check": lambda: SmokeCase(
         "INPUT",
@@ -68,6 +109,9 @@ CASES: dict[str, Callable[[], SmokeCase]] = {
     ),
     "bot_detection": lambda: SmokeCase(
         "features", _line_and_person(), "probabilities", _bot_detection_check
+    ),
+    "session_scores": lambda: SmokeCase(
+        "features", _owner_and_intruder(), "scores", _session_scores_check
     ),
 }
 

@@ -2,6 +2,8 @@
 
 Kept small and bounded: running statistics (count, mean, M2 after Welford) instead of
 history, the most used devices and coarse places only. Serialized as JSON by the store.
+Version 2 adds the typing rhythm, touch and habit statistics of `rased.features.session`;
+a version-1 record reads as a profile without them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rased.features.session import SessionActivity
 from rased.features.trajectory import FloatArray
 from rased.scoring.evidence import Evidence
 
@@ -75,11 +78,14 @@ class UserProfile:
     last_place: LastPlace | None = None
     typing: RunningStats = field(default_factory=lambda: RunningStats.empty(2))
     pointer: RunningStats | None = None
+    rhythm: RunningStats | None = None  # rased.features.session.RHYTHM_NAMES
+    touch: RunningStats | None = None  # TOUCH_NAMES
+    habits: RunningStats | None = None  # HABIT_NAMES
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         return {
-            "v": 1,
+            "v": 2,
             "sessions": self.sessions,
             "devices": self.devices,
             "countries": self.countries,
@@ -89,6 +95,9 @@ class UserProfile:
             else [self.last_place.latitude, self.last_place.longitude, self.last_place.at_ms],
             "typing": _stats_json(self.typing),
             "pointer": None if self.pointer is None else _stats_json(self.pointer),
+            "rhythm": None if self.rhythm is None else _stats_json(self.rhythm),
+            "touch": None if self.touch is None else _stats_json(self.touch),
+            "habits": None if self.habits is None else _stats_json(self.habits),
         }
 
     @staticmethod
@@ -106,6 +115,9 @@ class UserProfile:
             else LastPlace(float(last[0]), float(last[1]), int(last[2])),
             typing=_stats_from(data["typing"]) if data.get("typing") else RunningStats.empty(2),
             pointer=None if pointer is None else _stats_from(pointer),
+            rhythm=_optional_stats(data.get("rhythm")),
+            touch=_optional_stats(data.get("touch")),
+            habits=_optional_stats(data.get("habits")),
         )
 
 
@@ -115,6 +127,10 @@ def _stats_json(stats: RunningStats) -> list[Any]:
 
 def _stats_from(data: list[Any]) -> RunningStats:
     return RunningStats(int(data[0]), tuple(map(float, data[1])), tuple(map(float, data[2])))
+
+
+def _optional_stats(data: list[Any] | None) -> RunningStats | None:
+    return None if data is None else _stats_from(data)
 
 
 def place_cell(latitude: float, longitude: float) -> str:
@@ -146,8 +162,14 @@ def _bump(counts: dict[str, int], key: str, limit: int) -> dict[str, int]:
     return updated
 
 
-def updated_profile(profile: UserProfile, evidence: Evidence) -> UserProfile:
-    """Return the profile after one more session with this evidence."""
+def _added(stats: RunningStats | None, values: FloatArray) -> RunningStats:
+    return (stats or RunningStats.empty(values.size)).add(values)
+
+
+def updated_profile(
+    profile: UserProfile, evidence: Evidence, activity: SessionActivity | None = None
+) -> UserProfile:
+    """Return the profile after one more session with this evidence (and activity)."""
     new = replace(profile, sessions=profile.sessions + 1)
     if evidence.device is not None and evidence.device.fingerprint_hash:
         new = replace(
@@ -169,4 +191,10 @@ def updated_profile(profile: UserProfile, evidence: Evidence) -> UserProfile:
     if evidence.pointer_events >= MIN_POINTER_EVENTS:
         stats = new.pointer or RunningStats.empty(evidence.pointer_features.size)
         new = replace(new, pointer=stats.add(evidence.pointer_features))
+    if activity is not None:
+        if activity.rhythm is not None:
+            new = replace(new, rhythm=_added(new.rhythm, activity.rhythm))
+        if activity.touch is not None:
+            new = replace(new, touch=_added(new.touch, activity.touch))
+        new = replace(new, habits=_added(new.habits, activity.habits))
     return new

@@ -1,4 +1,8 @@
-"""`python -m rased.training`: train every model on the shared data and export it to ONNX."""
+"""`python -m rased.training`: train every model and export it to ONNX.
+
+bot_detection learns from the shared public data; session_scores from generated sessions
+(`rased.training.synthetic_sessions`). Both are seeded: the same seed writes the same bytes.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from rased.training import session_scores
 from rased.training.bot_detection import MODEL_NAME, BotTrainingConfig, train_bot_detection
 from rased.training.datasets import DatasetError
 
 _REPO = Path(__file__).resolve().parents[3]
+MODELS = (MODEL_NAME, session_scores.MODEL_NAME)
 
 
 def _log(message: str) -> None:
@@ -39,21 +45,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-held-out",
         action="store_true",
-        help="skip the held-out family/device evaluations (faster, same exported model)",
+        help="skip bot_detection's held-out family/device evaluations (faster, same model)",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        choices=MODELS,
+        help=f"train only this model (repeatable; default: {', '.join(MODELS)})",
     )
     args = parser.parse_args(argv)
-    cfg = BotTrainingConfig(seed=args.seed, held_out_evaluation=not args.skip_held_out)
-    try:
-        report = train_bot_detection(
-            args.data_dir / "delbot_mouse" / "train.csv.gz", args.model_repository, cfg, _log
+    chosen = args.model or list(MODELS)
+    if MODEL_NAME in chosen:
+        cfg = BotTrainingConfig(seed=args.seed, held_out_evaluation=not args.skip_held_out)
+        try:
+            report = train_bot_detection(
+                args.data_dir / "delbot_mouse" / "train.csv.gz", args.model_repository, cfg, _log
+            )
+        except DatasetError as exc:
+            print(f"python -m rased.training: error: {exc}", file=sys.stderr)
+            return 2
+        _write_report(args.model_repository / MODEL_NAME, asdict(report))
+    if session_scores.MODEL_NAME in chosen:
+        sessions = session_scores.train_session_scores(
+            args.model_repository, session_scores.SessionTrainingConfig(seed=args.seed), _log
         )
-    except DatasetError as exc:
-        print(f"python -m rased.training: error: {exc}", file=sys.stderr)
-        return 2
-    report_path = args.model_repository / MODEL_NAME / "training_report.json"
-    report_path.write_text(json.dumps(asdict(report), indent=2, sort_keys=True) + "\n")
-    _log(f"wrote {report_path}")
+        _write_report(args.model_repository / session_scores.MODEL_NAME, asdict(sessions))
     return 0
+
+
+def _write_report(folder: Path, report: dict[str, object]) -> None:
+    path = folder / "training_report.json"
+    path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    _log(f"wrote {path}")
 
 
 if __name__ == "__main__":
