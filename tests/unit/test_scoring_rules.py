@@ -1,28 +1,47 @@
-"""The interim scoring rules, the risk level, the profile updates and the circuit breaker."""
+"""From the models' answers to a verdict: overrides, reasons, risk level; profiles; breaker.
+
+The session scores come from the repository's session_scores model, run in-process on
+sessions of a generated user with a history (the same file Triton serves).
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
+from functools import cache
 
+import numpy as np
+import pytest
+
+from rased.adapters.onnx.model_client import OnnxSessionScorer
+from rased.devstack.settings import repository_root
 from rased.features.pointer import N_POINTER_FEATURES
+from rased.features.profile_comparison import (
+    ANOMALY_SCORES,
+    N_SESSION_FEATURES,
+    SESSION_FEATURE_NAMES,
+    Observation,
+    haversine_km,
+    observe,
+    session_features,
+)
 from rased.features.trajectory import FloatArray
 from rased.scoring.evidence import DeviceEvidence, Evidence, PlaceEvidence, gather_evidence
 from rased.scoring.profile import UserProfile, updated_profile
 from rased.scoring.rules import (
-    NEUTRAL_HISTORY,
+    Assessment,
+    SessionScores,
     assess,
-    behavioral_rule,
     bot_rule,
-    device_rule,
-    keystroke_rule,
-    location_rule,
+    contribution_reasons,
     risk_level,
 )
 from rased.services.scoring.breaker import BreakerState, CircuitBreaker
+from rased.training import synthetic_sessions
 from rased.v1 import events_pb2, pipeline_pb2, scoring_pb2
 
 HOUR_MS = 3_600_000
 T0 = 1_764_000_000_000
+MODEL = repository_root() / "model_repository" / "session_scores" / "1" / "model.onnx"
 
 
 def evidence(
@@ -75,66 +94,163 @@ def profile_of(*sessions: Evidence) -> UserProfile:
     return profile
 
 
+@cache
+def scorer() -> OnnxSessionScorer:
+    return OnnxSessionScorer(MODEL)
+
+
+def compiled(session: synthetic_sessions.SyntheticSession) -> pipeline_pb2.CompiledTransaction:
+    return pipeline_pb2.CompiledTransaction(batches=session.batches)
+
+
+@dataclasses.dataclass
+class Account:
+    """A generated user's profile after ten of their own sessions, and more sessions."""
+
+    person: synthetic_sessions.Person
+    profile: UserProfile
+    rng: np.random.Generator
+
+    def sessions(self, label: str, case: str, count: int, home: bool = False) -> list[Observation]:
+        """The next `count` generated sessions of that case (`home`: in the owner's city)."""
+        found = []
+        for index in range(10, 2000):
+            made = synthetic_sessions.make_session(self.person, label, index, self.rng)
+            seen = observe(compiled(made))
+            if made.truth.case == case and (not home or self.at_home(seen)):
+                found.append(seen)
+                if len(found) == count:
+                    return found
+        raise AssertionError(f"too few {case} sessions generated")
+
+    def session(self, label: str, case: str, home: bool = False) -> Observation:
+        return self.sessions(label, case, 1, home)[0]
+
+    def at_home(self, seen: Observation) -> bool:
+        _, lat, lon, _ = synthetic_sessions.CITIES[self.person.home]
+        place = seen.evidence.place
+        return place is not None and haversine_km(lat, lon, place.latitude, place.longitude) < 30
+
+
+@pytest.fixture
+def account() -> Account:
+    rng = np.random.default_rng(21)
+    (person,) = synthetic_sessions.make_population(1, seed=21)
+    profile = UserProfile()
+    for index in range(10):
+        seen = observe(compiled(synthetic_sessions.make_session(person, "human", index, rng)))
+        profile = updated_profile(profile, seen.evidence, seen.activity)
+    return Account(person, profile, rng)
+
+
+def judged(seen: Observation, profile: UserProfile, bot_probability: float = 0.05) -> Assessment:
+    """Score a session as the worker does: features, the model, then the rules."""
+    features = session_features(seen.evidence, seen.activity, profile)
+    scores, contributions = scorer().run(features[None, :].astype(np.float32))
+    return assess(
+        seen.evidence,
+        profile,
+        bot_probability,
+        SessionScores(scores[0], contributions[0], features),
+    )
+
+
+def test_a_returning_owner_is_allowed_without_reasons(account: Account) -> None:
+    owner = judged(account.session("human", "owner", home=True), account.profile)
+    assert owner.risk_level == scoring_pb2.RISK_LEVEL_LOW
+    assert owner.recommendations == (scoring_pb2.RECOMMENDATION_ALLOW,)
+    assert owner.reasons == ()
+    for name in ANOMALY_SCORES:
+        assert owner.scores[name] < 0.4, name
+    assert owner.scores["overall_confidence"] > 0.8
+
+
+def test_a_takeover_scores_high_where_the_profile_disagrees(account: Account) -> None:
+    seen = account.session("takeover", "takeover")
+    result = judged(seen, account.profile)
+    assert result.scores["behavioral_anomaly"] > 0.7
+    assert result.scores["location_anomaly"] > 0.5
+    assert result.risk_level >= scoring_pb2.RISK_LEVEL_HIGH
+    assert scoring_pb2.RECOMMENDATION_NOTIFY_USER in result.recommendations
+    codes = [reason.code for reason, _ in result.reasons]
+    assert codes and len(codes) == len(set(codes))
+    assert {"FAR_FROM_USUAL_PLACES", "NEW_COUNTRY", "NEW_DEVICE"} & set(codes)
+    for reason, share in result.reasons:
+        assert reason.description and not reason.description.startswith(("ty_", "dv_", "lo_"))
+        assert 0 < share <= 1
+        assert reason.value == result.scores[reason.score]
+    # Against no history the same session is far less certain to be fraud.
+    fresh = judged(seen, UserProfile())
+    assert fresh.scores["behavioral_anomaly"] < result.scores["behavioral_anomaly"]
+
+
+def test_a_takeover_on_the_owners_own_device_is_caught_by_behaviour(account: Account) -> None:
+    results = [
+        judged(seen, account.profile)
+        for seen in account.sessions("takeover", "takeover_own_device", 10)
+    ]
+
+    def median(name: str) -> float:
+        return float(np.median([r.scores[name] for r in results]))
+
+    # The owner's device at the owner's home: only how the intruder behaves gives it away.
+    assert median("device_fingerprint") < 0.2
+    assert median("location_anomaly") < 0.2
+    assert median("behavioral_anomaly") > 0.5
+    caught = [r for r in results if r.risk_level >= scoring_pb2.RISK_LEVEL_MEDIUM]
+    assert len(caught) > len(results) / 2
+    # ... and the reasons say so in the behaviour's words (typing, mouse, touch, habits).
+    device_or_place = {"device_fingerprint", "location_anomaly"}
+    assert all(reason.score not in device_or_place for r in caught for reason, _ in r.reasons)
+
+
+def test_webdriver_and_impossible_travel_override_the_models(account: Account) -> None:
+    seen = account.session("human", "owner")
+    assert seen.evidence.place is not None and account.profile.last_place is not None
+    automated = dataclasses.replace(
+        seen.evidence, device=DeviceEvidence("ffff", webdriver=True, headless_hints=False)
+    )
+    result = judged(Observation(automated, seen.activity), account.profile)
+    assert result.scores["bot_detection"] >= 0.97
+    assert result.scores["device_fingerprint"] >= 0.9
+    assert result.risk_level == scoring_pb2.RISK_LEVEL_CRITICAL
+    assert {"WEBDRIVER", "AUTOMATED_BROWSER"} <= {r.code for r, _ in result.reasons}
+    # 9,000 km from the last place within an hour: nobody travels that fast.
+    last = account.profile.last_place
+    far = PlaceEvidence(-last.latitude, last.longitude + 180, "ZZ", last.at_ms + HOUR_MS)
+    moved = dataclasses.replace(seen.evidence, place=far)
+    travel = judged(Observation(moved, seen.activity), account.profile)
+    assert travel.scores["location_anomaly"] >= 0.95
+    assert travel.reasons[0][0].code == "IMPOSSIBLE_TRAVEL"
+
+
+def test_reasons_name_the_largest_contributions_in_words() -> None:
+    features = np.zeros(N_SESSION_FEATURES)
+    features[SESSION_FEATURE_NAMES.index("lo_log_km_usual")] = np.log1p(4200)
+    contributions = np.zeros((len(ANOMALY_SCORES), N_SESSION_FEATURES))
+    location = ANOMALY_SCORES.index("location_anomaly")
+    for name, share in (
+        ("lo_log_km_usual", 3.0),
+        ("lo_known_cell", 0.6),
+        ("lo_cell_share", 0.4),  # the same reason as lo_known_cell: one "UNUSUAL_PLACE"
+        ("lo_new_country", 0.2),  # below the floor: not named
+        ("ev_has_location", -2.0),  # lowers the score: never a reason
+    ):
+        contributions[location, SESSION_FEATURE_NAMES.index(name)] = share
+    session = SessionScores(np.array([0.1, 0.9, 0.1, 0.1, 0.8]), contributions, features)
+    reasons = contribution_reasons("location_anomaly", 0.9, session, evidence(), UserProfile())
+    assert [r.code for r, _ in reasons] == ["FAR_FROM_USUAL_PLACES", "UNUSUAL_PLACE"]
+    assert reasons[0][0].description == "4,200 km from the nearest place this user is usually seen"
+    assert [round(w, 3) for _, w in reasons] == [round(3.0 / 4.2, 3), round(1.0 / 4.2, 3)]
+
+
 def test_bot_rule_uses_the_model_and_raises_it_for_webdriver() -> None:
     assert bot_rule(evidence(), 0.12).score == 0.12
     automated = bot_rule(evidence(device=DeviceEvidence("ab", True, False)), 0.12)
     assert automated.score >= 0.95
-    assert [r.code for r in automated.reasons] == ["WEBDRIVER"]
+    assert [r.code for r, _ in automated.reasons] == ["WEBDRIVER"]
     # Too little pointer movement: the model is not trusted, a neutral score is used.
     assert bot_rule(evidence(pointer_events=3), 0.99).score == 0.3
-
-
-def test_device_rule_knows_the_users_devices() -> None:
-    profile = profile_of(evidence(device=DEVICE))
-    assert device_rule(evidence(device=DEVICE), profile).score <= 0.1
-    new = device_rule(evidence(device=DeviceEvidence("ffff", False, False)), profile)
-    assert new.score >= 0.7
-    assert new.reasons[0].code == "NEW_DEVICE"
-    assert device_rule(evidence(device=DEVICE), UserProfile()).score == 0.3
-    headless = device_rule(evidence(device=DeviceEvidence("abc123", False, True)), profile)
-    assert headless.score >= 0.9
-
-
-def test_location_rule_flags_impossible_travel_and_new_countries() -> None:
-    profile = profile_of(evidence(place=PARIS))
-    assert location_rule(evidence(place=PARIS), profile).score <= 0.1
-    # Tokyo one hour after Paris: nobody flies 9,700 km in an hour.
-    tokyo = PlaceEvidence(35.68, 139.69, "JP", T0 + HOUR_MS)
-    result = location_rule(evidence(place=tokyo), profile)
-    assert result.score >= 0.95
-    assert {r.code for r in result.reasons} >= {"IMPOSSIBLE_TRAVEL", "NEW_COUNTRY"}
-    # Lyon a day later: same country, 390 km from usual places, possible.
-    lyon = PlaceEvidence(45.76, 4.84, "FR", T0 + 24 * HOUR_MS)
-    assert 0.2 < location_rule(evidence(place=lyon), profile).score < 0.5
-    assert location_rule(evidence(place=lyon), UserProfile()).score == 0.2
-
-
-def test_keystroke_rule_compares_typing_rhythm_with_the_profile() -> None:
-    rng = np.random.default_rng(1)
-    history = [typed(rng, 100, 180) for _ in range(5)]
-    profile = profile_of(*history)
-    same = keystroke_rule(typed(rng, 100, 180), profile)
-    other = keystroke_rule(typed(rng, 60, 400), profile)
-    assert same.score < 0.3
-    assert other.score > 0.8
-    assert other.reasons[0].code == "TYPING_RHYTHM_CHANGED"
-    # No history: neutral, whatever the typing.
-    assert keystroke_rule(typed(rng, 60, 400), UserProfile()).score == 0.5
-    scripted = keystroke_rule(evidence(holds=[50.0] * 20, flights=[100.0] * 20), UserProfile())
-    assert scripted.score >= 0.9
-    assert scripted.reasons[0].code == "MACHINE_REGULAR_TYPING"
-
-
-def test_behavioral_rule_compares_pointer_features_with_the_profile() -> None:
-    rng = np.random.default_rng(2)
-    base = rng.uniform(1, 5, N_POINTER_FEATURES)
-    history = [evidence(features=base * rng.normal(1, 0.05, base.size)) for _ in range(6)]
-    profile = profile_of(*history)
-    same = behavioral_rule(evidence(features=base * rng.normal(1, 0.05, base.size)), profile)
-    other = behavioral_rule(evidence(features=base * 2.0), profile)
-    assert same.score < 0.4
-    assert other.score > 0.8
-    assert behavioral_rule(evidence(features=base), UserProfile()).score == NEUTRAL_HISTORY
 
 
 def test_risk_level_thresholds() -> None:
@@ -154,24 +270,6 @@ def test_risk_level_thresholds() -> None:
     both = {**calm, "device_fingerprint": 0.7, "location_anomaly": 0.75}
     assert risk_level({**calm, "device_fingerprint": 0.7}) == scoring_pb2.RISK_LEVEL_MEDIUM
     assert risk_level(both) == scoring_pb2.RISK_LEVEL_CRITICAL
-
-
-def test_assess_names_top_reasons_and_recommends_actions() -> None:
-    profile = profile_of(evidence(device=DEVICE, place=PARIS))
-    tokyo = PlaceEvidence(35.68, 139.69, "JP", T0 + HOUR_MS)
-    stolen = evidence(device=DeviceEvidence("ffff", False, False), place=tokyo)
-    result = assess(stolen, profile, bot_probability=0.1)
-    assert result.risk_level == scoring_pb2.RISK_LEVEL_CRITICAL
-    assert result.reasons[0][0].code == "IMPOSSIBLE_TRAVEL"
-    assert scoring_pb2.RECOMMENDATION_BLOCK in result.recommendations
-    assert scoring_pb2.RECOMMENDATION_NOTIFY_USER in result.recommendations
-    usual = assess(evidence(device=DEVICE, place=PARIS), profile, bot_probability=0.05)
-    assert usual.risk_level == scoring_pb2.RISK_LEVEL_LOW
-    assert usual.recommendations == (scoring_pb2.RECOMMENDATION_ALLOW,)
-    assert usual.reasons == ()
-    assert 0 <= usual.scores["overall_confidence"] <= 1
-    # The same inputs give the same answer.
-    assert assess(stolen, profile, 0.1) == result
 
 
 def test_profile_round_trips_through_json() -> None:

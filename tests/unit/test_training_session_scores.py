@@ -9,11 +9,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from rased.features.profile_comparison import N_SESSION_FEATURES, SESSION_FEATURE_NAMES
+from rased.features.profile_comparison import (
+    ANOMALY_SCORES,
+    N_SESSION_FEATURES,
+    OUTPUT_SCORES,
+    SESSION_FEATURE_NAMES,
+)
 from rased.training import synthetic_sessions
 from rased.training.session_scores import (
-    ANOMALY_SCORES,
-    OUTPUT_SCORES,
     LabelledRows,
     SessionTrainingConfig,
     export_session_scores,

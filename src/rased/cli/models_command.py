@@ -60,7 +60,7 @@ def _bot_detection_check(probabilities: NDArray[np.float32]) -> str | None:
 
 
 # A generated user (seeded) with this many sessions of history before the two checked ones.
-_SMOKE_SEED = 3
+_SMOKE_SEED = 2
 _SMOKE_HISTORY = 8
 
 

@@ -32,6 +32,16 @@ from rased.scoring.profile import (
 )
 from rased.v1 import pipeline_pb2
 
+# The session_scores model served by Triton: its name and the order of its outputs.
+SESSION_SCORES_MODEL = "session_scores"
+ANOMALY_SCORES = (
+    "keystroke_dynamics",
+    "location_anomaly",
+    "device_fingerprint",
+    "behavioral_anomaly",
+)  # rows of the "contributions" output
+OUTPUT_SCORES = (*ANOMALY_SCORES, "overall_confidence")  # columns of the "scores" output
+
 # Sessions of history a comparison needs (the first session has no spread).
 MIN_HISTORY = 2
 # Weight, in sessions, of the prior spread against the profile's own.

@@ -1,61 +1,57 @@
-"""Interim scoring rules: transparent, deterministic scores from a transaction's own evidence
-and the user's profile, until the models issue (issue 8) replaces them with trained models.
+"""From the models' answers to a verdict: scores, hard-evidence overrides, reasons, risk level.
 
-Only `bot_detection` comes from a trained model (`model_repository/bot_detection`); the rules
-here adjust it with hard evidence (a browser that reports automation) and compute the other
-five scores. Every rule returns a score in [0, 1] and the reasons that raised it, in words a
-fraud analyst reads. "No evidence" or "no history" gives a neutral score (documented per
-rule) that stays below every risk threshold, with a low `overall_confidence`.
+The scores come from two models (`model_repository/`): bot_detection (pointer dynamics)
+and session_scores (keystroke_dynamics, location_anomaly, device_fingerprint,
+behavioral_anomaly and overall_confidence, from the session compared with the user's
+profile; see `rased.features.profile_comparison`). What this module adds:
 
-Risk level: each score is weighted (`WEIGHTS`); the largest weighted score is compared with
-`RISK_THRESHOLDS` (CRITICAL >= 0.85, HIGH >= 0.65, MEDIUM >= 0.40, else LOW), and two or more
-weighted scores at or above `CORROBORATION` (0.55) raise the level by one step.
+- Hard evidence overrides a model where a browser or physics says so: a browser that
+  reports automation (`navigator.webdriver`) or headless hints raises bot_detection and
+  device_fingerprint; travel faster than an airliner from the last place raises
+  location_anomaly. With too few pointer events bot_detection's model is not used.
+- Reason codes: for each score high enough to matter, the features that pushed it up
+  most (session_scores returns each feature's exact share of each score's logit), in
+  words a fraud analyst reads, with the share of the score they explain as the weight.
+- Risk level: each score is weighted (`WEIGHTS`); the largest weighted score is compared
+  with `RISK_THRESHOLDS` (CRITICAL >= 0.85, HIGH >= 0.65, MEDIUM >= 0.40, else LOW), and
+  two or more weighted scores at or above `CORROBORATION` (0.55) raise the level by one
+  step. overall_confidence is the model's P(this risk level is right).
+- Recommendations per risk level.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
-from rased.scoring.evidence import Evidence
-from rased.scoring.profile import (
-    MIN_POINTER_EVENTS,
-    UserProfile,
-    cell_centre,
-    place_cell,
-    typing_summary,
+from rased.features.profile_comparison import (
+    ANOMALY_SCORES,
+    OUTPUT_SCORES,
+    SESSION_FEATURE_NAMES,
+    TYPICAL_LATENCY_CV,
+    TYPICAL_LOG_HOLD,
+    TYPICAL_LOG_LATENCY,
+    TYPICAL_LOG_THINK,
+    haversine_km,
 )
+from rased.features.trajectory import FloatArray
+from rased.scoring.evidence import Evidence
+from rased.scoring.profile import UserProfile
 from rased.v1 import scoring_pb2
 
-RULES_VERSION = "rules:1"
+RULES_VERSION = "rules:2"
 
 # Below this many pointer events the model's answer is not used (it was trained on drawings
 # of dozens to hundreds of events): bot_detection falls back to NEUTRAL_BOT.
 MIN_MODEL_POINTER_EVENTS = 10
 NEUTRAL_BOT = 0.3
-# Neutral scores without evidence or history (below every threshold once weighted).
-NEUTRAL_HISTORY = 0.5  # keystroke_dynamics and behavioral_anomaly: no profile to compare with
-NEUTRAL_DEVICE = 0.4  # no DeviceInfo at all (the SDK always sends one: slightly suspect)
-FIRST_DEVICE = 0.3  # a device, but the user has no device history
-KNOWN_DEVICE = 0.05
-NEW_DEVICE = 0.7
 HEADLESS = 0.9
 WEBDRIVER = 0.97
-NEUTRAL_LOCATION = 0.2  # no location, or no location history
-KNOWN_PLACE = 0.05
-NEW_COUNTRY = 0.75
 IMPOSSIBLE_TRAVEL = 0.95
 # Faster than an airliner over more than a city's width is impossible travel.
 MAX_TRAVEL_KMH = 900.0
 MIN_TRAVEL_KM = 100.0
-# History needed before a profile comparison counts (sessions with that evidence).
-MIN_HISTORY = 3
-# Flight times this regular (coefficient of variation) over this many keys are scripted.
-MACHINE_TYPING_CV = 0.05
-MACHINE_TYPING_MIN_FLIGHTS = 10
 
 WEIGHTS: dict[str, float] = {
     "bot_detection": 1.0,
@@ -70,9 +66,13 @@ RISK_THRESHOLDS: tuple[tuple[float, scoring_pb2.RiskLevel.ValueType], ...] = (
     (0.40, scoring_pb2.RISK_LEVEL_MEDIUM),
 )
 CORROBORATION = 0.55
-# Reasons whose weighted score reaches this are reported (at most MAX_REASONS, largest first).
+# Reasons are given for scores whose weighted value reaches this (at most MAX_REASONS,
+# largest contribution to the risk first), from features adding at least MIN_LOGIT_SHARE
+# to the score's logit, at most REASONS_PER_SCORE per score.
 REASON_FLOOR = 0.4
 MAX_REASONS = 3
+REASONS_PER_SCORE = 2
+MIN_LOGIT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -82,15 +82,24 @@ class Reason:
     code: str
     description: str
     score: str  # which score, e.g. "device_fingerprint"
-    value: float
+    value: float  # that score's value
 
 
 @dataclass(frozen=True)
 class RuleResult:
-    """One rule's score and the reasons behind it."""
+    """One score and the reasons behind it, each with the share of the score it explains."""
 
     score: float
-    reasons: tuple[Reason, ...] = ()
+    reasons: tuple[tuple[Reason, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class SessionScores:
+    """session_scores' answer for one transaction, and the features it was given."""
+
+    scores: FloatArray  # OUTPUT_SCORES
+    contributions: FloatArray  # [len(ANOMALY_SCORES), len(SESSION_FEATURE_NAMES)]
+    features: FloatArray  # SESSION_FEATURE_NAMES
 
 
 @dataclass(frozen=True)
@@ -99,17 +108,15 @@ class Assessment:
 
     scores: dict[str, float]
     risk_level: scoring_pb2.RiskLevel.ValueType
-    reasons: tuple[tuple[Reason, float], ...]  # (reason, weight), largest contribution first
+    reasons: tuple[tuple[Reason, float], ...]  # (reason, share of its score), largest first
     recommendations: tuple[scoring_pb2.Recommendation.ValueType, ...]
+    # The risk level of the comparison with the profile and the hard evidence alone (the
+    # pointer model left out): whether the session looks like the account's owner.
+    identity_risk_level: scoring_pb2.RiskLevel.ValueType = scoring_pb2.RISK_LEVEL_LOW
 
 
 def _clip(value: float) -> float:
     return float(min(1.0, max(0.0, value)))
-
-
-def _deviation_score(z: float) -> float:
-    """Map a deviation in standard deviations to [0, 1): 0 at 0, 0.5 at 2, 0.8 at 4."""
-    return z * z / (z * z + 4.0)
 
 
 def bot_rule(evidence: Evidence, model_probability: float) -> RuleResult:
@@ -119,226 +126,283 @@ def bot_rule(evidence: Evidence, model_probability: float) -> RuleResult:
     score is NEUTRAL_BOT. `navigator.webdriver` gives at least WEBDRIVER, headless-browser
     hints at least HEADLESS.
     """
-    reasons: list[Reason] = []
+    reasons: list[tuple[Reason, float]] = []
     score = NEUTRAL_BOT
     if evidence.pointer_events >= MIN_MODEL_POINTER_EVENTS:
         score = _clip(model_probability)
         if score >= 0.5:
             reasons.append(
-                Reason(
-                    "POINTER_AUTOMATION",
-                    f"Pointer movement looks automated (model probability {score:.2f})",
-                    "bot_detection",
-                    score,
+                (
+                    Reason(
+                        "POINTER_AUTOMATION",
+                        f"Pointer movement looks automated (model probability {score:.2f})",
+                        "bot_detection",
+                        score,
+                    ),
+                    1.0,
                 )
             )
     device = evidence.device
     if device is not None and device.webdriver:
         score = max(score, WEBDRIVER)
         reasons.append(
-            Reason(
-                "WEBDRIVER",
-                "The browser reports it is driven by automation (webdriver)",
-                "bot_detection",
-                WEBDRIVER,
+            (
+                Reason(
+                    "WEBDRIVER",
+                    "The browser reports it is driven by automation (webdriver)",
+                    "bot_detection",
+                    score,
+                ),
+                1.0,
             )
         )
     if device is not None and device.headless_hints:
         score = max(score, HEADLESS)
         reasons.append(
-            Reason(
-                "HEADLESS_BROWSER",
-                "The browser shows signs of running headless",
-                "bot_detection",
-                HEADLESS,
+            (
+                Reason(
+                    "HEADLESS_BROWSER",
+                    "The browser shows signs of running headless",
+                    "bot_detection",
+                    score,
+                ),
+                1.0,
             )
         )
     return RuleResult(score, tuple(reasons))
 
 
-def device_rule(evidence: Evidence, profile: UserProfile) -> RuleResult:
-    """device_fingerprint: a device the user never used, or a browser that hides automation.
+# -- reasons from the contributions -------------------------------------------------------
 
-    No DeviceInfo: NEUTRAL_DEVICE. No device history: FIRST_DEVICE. A known fingerprint:
-    KNOWN_DEVICE; an unknown one: NEW_DEVICE. Webdriver or headless hints: at least HEADLESS.
+Phrase = Callable[[dict[str, float], Evidence, UserProfile], str]
+
+
+def _sd(code: str, name: str, what: str) -> tuple[str, Phrase]:
+    """A comparison with the profile, said in standard deviations."""
+    return code, lambda f, _e, _p: f"{what} ({f[name]:.1f} sd from this user's usual)"
+
+
+def _history(_f: dict[str, float], _e: Evidence, p: UserProfile) -> str:
+    return f"Little history to compare with ({p.sessions} earlier session(s) of this user)"
+
+
+def _country(_f: dict[str, float], e: Evidence, _p: UserProfile) -> str:
+    country = e.place.country_code if e.place is not None and e.place.country_code else "?"
+    return f"First time this user is seen in {country}"
+
+
+_TYPING = _sd("TYPING_RHYTHM_CHANGED", "ty_rhythm_distance", "Typing rhythm differs")
+# Feature -> (code, sentence). A score's features of one code count as one reason; the
+# history and evidence-amount features not listed say "little to compare with".
+_PHRASES: dict[str, tuple[str, Phrase]] = {
+    "ty_rhythm_distance": _TYPING,
+    "ty_hold_z": _TYPING,
+    "ty_latency_z": _TYPING,
+    "ty_latency_cv": (
+        "MACHINE_REGULAR_TYPING",
+        lambda f, _e, _p: (
+            "Keys pressed at unusually regular intervals "
+            f"(variation {max(f['ty_latency_cv'] + TYPICAL_LATENCY_CV, 0.0):.0%})"
+        ),
+    ),
+    "ty_log_hold": (
+        "UNUSUAL_KEY_HOLD",
+        lambda f, _e, _p: (
+            f"Keys held {math.exp(f['ty_log_hold'] + TYPICAL_LOG_HOLD):.0f} ms (median), "
+            "unlike people's typing"
+        ),
+    ),
+    "ty_log_latency": (
+        "UNUSUAL_TYPING_SPEED",
+        lambda f, _e, _p: (
+            f"{math.exp(f['ty_log_latency'] + TYPICAL_LOG_LATENCY):.0f} ms between keys "
+            "(median), unlike people's typing"
+        ),
+    ),
+    "ty_pasted_fraction": (
+        "TEXT_PASTED",
+        lambda f, _e, _p: f"{f['ty_pasted_fraction']:.0%} of the text was pasted, not typed",
+    ),
+    "ev_log_keystrokes": (
+        "LITTLE_TYPING",
+        lambda f, _e, _p: (
+            f"Little typing to judge by ({math.expm1(f['ev_log_keystrokes']):.0f} keys)"
+        ),
+    ),
+    "dv_known": (
+        "NEW_DEVICE",
+        lambda _f, _e, p: f"A device this user never used before ({len(p.devices)} known)",
+    ),
+    "dv_share": (
+        "NEW_DEVICE",
+        lambda f, _e, p: (
+            f"A device this user rarely or never uses ({f['dv_share']:.0%} of sessions, "
+            f"{len(p.devices)} device(s) known)"
+        ),
+    ),
+    "dv_webdriver": ("AUTOMATED_BROWSER", lambda _f, _e, _p: "The browser reports automation"),
+    "dv_headless": ("AUTOMATED_BROWSER", lambda _f, _e, _p: "The browser runs headless"),
+    "dv_inconsistencies": (
+        "INCONSISTENT_DEVICE",
+        lambda f, _e, _p: (
+            f"The device's attributes contradict each other ({f['dv_inconsistencies']:.0f})"
+        ),
+    ),
+    "ev_has_device": ("NO_DEVICE_INFO", lambda _f, _e, _p: "The session sent no device details"),
+    "lo_log_km_usual": (
+        "FAR_FROM_USUAL_PLACES",
+        lambda f, _e, _p: (
+            f"{math.expm1(f['lo_log_km_usual']):,.0f} km from the nearest place this user is "
+            "usually seen"
+        ),
+    ),
+    "lo_known_cell": ("UNUSUAL_PLACE", lambda _f, _e, _p: "A place this user was never seen"),
+    "lo_cell_share": ("UNUSUAL_PLACE", lambda _f, _e, _p: "A place this user is rarely seen"),
+    "lo_new_country": ("NEW_COUNTRY", _country),
+    "lo_log_speed_kmh": (
+        "FAST_TRAVEL",
+        lambda f, _e, _p: (
+            f"{math.expm1(f['lo_log_speed_kmh']):,.0f} km/h from the last place this user was seen"
+        ),
+    ),
+    "ev_has_location": ("NO_LOCATION", lambda _f, _e, _p: "The session sent no location"),
+    "pt_dynamics_distance": _sd(
+        "POINTER_BEHAVIOUR_CHANGED", "pt_dynamics_distance", "Mouse movement differs"
+    ),
+    "tc_distance": _sd(
+        "TOUCH_BEHAVIOUR_CHANGED", "tc_distance", "Touch pressure and swipes differ"
+    ),
+    "tc_constant_force": (
+        "SYNTHETIC_TOUCH",
+        lambda _f, _e, _p: "Every touch reports exactly the same pressure",
+    ),
+    "hb_distance": _sd(
+        "NAVIGATION_HABITS_CHANGED", "hb_distance", "Navigation and form filling differ"
+    ),
+    "hb_pastes": ("PASTED_INPUT", lambda f, _e, _p: f"Pasted into {f['hb_pastes']:.0f} field(s)"),
+    "hb_hidden": (
+        "SWITCHED_AWAY",
+        lambda f, _e, _p: f"Left the page {f['hb_hidden']:.0f} time(s) during the transaction",
+    ),
+    "hb_log_think": (
+        "UNUSUAL_PACE",
+        lambda f, _e, _p: (
+            f"First input {math.expm1(f['hb_log_think'] + TYPICAL_LOG_THINK) / 1000:.1f} s "
+            "after the page loaded"
+        ),
+    ),
+}
+_UNCOMPARED = {
+    "ty_compared": "typing rhythm",
+    "dv_compared": "device",
+    "lo_compared": "place",
+    "pt_compared": "mouse movement",
+    "tc_compared": "touch",
+    "hb_compared": "navigation habits",
+}
+
+
+def _uncompared(what: str) -> Phrase:
+    def phrase(_f: dict[str, float], _e: Evidence, p: UserProfile) -> str:
+        return f"Nothing to compare this session's {what} with ({p.sessions} earlier session(s))"
+
+    return phrase
+
+
+for _feature, _what in _UNCOMPARED.items():
+    _PHRASES[_feature] = ("NOT_COMPARED", _uncompared(_what))
+for _feature in ("ev_log_pointer_events", "ev_log_touch_events"):
+    _PHRASES[_feature] = (
+        "LITTLE_ACTIVITY",
+        lambda f, _e, _p: (
+            f"Little mouse or touch activity to judge by "
+            f"({math.expm1(f['ev_log_pointer_events']):.0f} pointer, "
+            f"{math.expm1(f['ev_log_touch_events']):.0f} touch events)"
+        ),
+    )
+for _feature in SESSION_FEATURE_NAMES:
+    _PHRASES.setdefault(_feature, ("LITTLE_HISTORY", _history))
+
+
+def contribution_reasons(
+    name: str, value: float, session: SessionScores, evidence: Evidence, profile: UserProfile
+) -> tuple[tuple[Reason, float], ...]:
+    """Return a session score's top reasons: features that raised its logit most.
+
+    Each reason's weight is the share of the score's positive contributions it explains.
     """
+    shares = session.contributions[ANOMALY_SCORES.index(name)]
+    features = dict(zip(SESSION_FEATURE_NAMES, map(float, session.features), strict=True))
+    by_code: dict[str, tuple[float, str, float]] = {}  # code -> (sum, top feature, its share)
+    for feature, share in zip(SESSION_FEATURE_NAMES, map(float, shares), strict=True):
+        if share <= 0:
+            continue
+        code = _PHRASES[feature][0]
+        total, top, top_share = by_code.get(code, (0.0, feature, share))
+        # The sentence is that of the code's largest feature.
+        if share > top_share:
+            top, top_share = feature, share
+        by_code[code] = (total + share, top, top_share)
+    positive = sum(total for total, _, _ in by_code.values())
+    ranked = sorted(by_code.items(), key=lambda item: item[1][0], reverse=True)
+    out = []
+    for code, (total, top, _) in ranked[:REASONS_PER_SCORE]:
+        if total < MIN_LOGIT_SHARE:
+            break
+        sentence = _PHRASES[top][1](features, evidence, profile)
+        out.append((Reason(code, sentence, name, value), total / positive))
+    return tuple(out)
+
+
+# -- the session scores with their overrides ----------------------------------------------
+
+
+def _travel(evidence: Evidence, profile: UserProfile) -> tuple[float, float] | None:
+    """Return (km, hours) from the last place, or None without both places."""
+    last, place = profile.last_place, evidence.place
+    if last is None or place is None:
+        return None
+    km = haversine_km(last.latitude, last.longitude, place.latitude, place.longitude)
+    return km, max(place.at_ms - last.at_ms, 1) / 3_600_000
+
+
+def session_rules(
+    session: SessionScores, evidence: Evidence, profile: UserProfile
+) -> dict[str, RuleResult]:
+    """Return the four anomaly scores with their reasons and hard-evidence overrides."""
+    results: dict[str, RuleResult] = {}
+    for k, name in enumerate(ANOMALY_SCORES):
+        value = _clip(float(session.scores[k]))
+        results[name] = RuleResult(value, ())
     device = evidence.device
-    if device is None:
-        return RuleResult(NEUTRAL_DEVICE)
-    reasons: list[Reason] = []
-    if not profile.devices or not device.fingerprint_hash:
-        score = FIRST_DEVICE
-    elif device.fingerprint_hash in profile.devices:
-        score = KNOWN_DEVICE
-    else:
-        score = NEW_DEVICE
-        reasons.append(
-            Reason(
-                "NEW_DEVICE",
-                f"A device this user never used before ({len(profile.devices)} known)",
-                "device_fingerprint",
-                NEW_DEVICE,
-            )
+    if device is not None and (device.webdriver or device.headless_hints):
+        value = max(results["device_fingerprint"].score, HEADLESS)
+        reason = Reason(
+            "AUTOMATED_BROWSER",
+            "The device is an automated or headless browser",
+            "device_fingerprint",
+            value,
         )
-    if device.webdriver or device.headless_hints:
-        score = max(score, HEADLESS)
-        reasons.append(
-            Reason(
-                "AUTOMATED_BROWSER",
-                "The device is an automated or headless browser",
-                "device_fingerprint",
-                HEADLESS,
-            )
+        results["device_fingerprint"] = RuleResult(value, ((reason, 1.0),))
+    travel = _travel(evidence, profile)
+    if travel is not None and travel[0] > MIN_TRAVEL_KM and travel[0] / travel[1] > MAX_TRAVEL_KMH:
+        km, hours = travel
+        value = max(results["location_anomaly"].score, IMPOSSIBLE_TRAVEL)
+        reason = Reason(
+            "IMPOSSIBLE_TRAVEL",
+            f"{km:,.0f} km from the last place in {hours * 60:.0f} min",
+            "location_anomaly",
+            value,
         )
-    return RuleResult(score, tuple(reasons))
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Return the great-circle distance between two positions, in km."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(a)))
-
-
-def location_rule(evidence: Evidence, profile: UserProfile) -> RuleResult:
-    """location_anomaly: impossible travel, a new country, or distance from usual places.
-
-    No location or no place history: NEUTRAL_LOCATION. Travel from the last place faster
-    than MAX_TRAVEL_KMH over more than MIN_TRAVEL_KM: IMPOSSIBLE_TRAVEL. A country never seen:
-    NEW_COUNTRY. A known cell: KNOWN_PLACE. Otherwise 0.2 + 0.4 * min(1, d / 1000 km), d the
-    distance to the nearest usual place.
-    """
-    place = evidence.place
-    if place is None or not profile.places:
-        return RuleResult(NEUTRAL_LOCATION)
-    reasons: list[Reason] = []
-    nearest = min(
-        haversine_km(place.latitude, place.longitude, *cell_centre(cell)) for cell in profile.places
-    )
-    if place_cell(place.latitude, place.longitude) in profile.places:
-        score = KNOWN_PLACE
-    else:
-        score = 0.2 + 0.4 * min(1.0, nearest / 1000.0)
-        if score >= 0.4:
-            reasons.append(
-                Reason(
-                    "FAR_FROM_USUAL_PLACES",
-                    f"{nearest:.0f} km from the nearest place this user is usually seen",
-                    "location_anomaly",
-                    score,
-                )
-            )
-    if place.country_code and profile.countries and place.country_code not in profile.countries:
-        score = max(score, NEW_COUNTRY)
-        reasons.append(
-            Reason(
-                "NEW_COUNTRY",
-                f"First time this user is seen in {place.country_code}",
-                "location_anomaly",
-                NEW_COUNTRY,
-            )
-        )
-    last = profile.last_place
-    if last is not None:
-        km = haversine_km(last.latitude, last.longitude, place.latitude, place.longitude)
-        hours = max(place.at_ms - last.at_ms, 1) / 3_600_000
-        if km > MIN_TRAVEL_KM and km / hours > MAX_TRAVEL_KMH:
-            score = max(score, IMPOSSIBLE_TRAVEL)
-            reasons.append(
-                Reason(
-                    "IMPOSSIBLE_TRAVEL",
-                    f"{km:.0f} km from the last place in {hours * 60:.0f} min",
-                    "location_anomaly",
-                    IMPOSSIBLE_TRAVEL,
-                )
-            )
-    return RuleResult(_clip(score), tuple(reasons))
-
-
-def keystroke_rule(evidence: Evidence, profile: UserProfile) -> RuleResult:
-    """keystroke_dynamics: typing rhythm versus the user's, or machine-regular typing.
-
-    Without typing evidence or MIN_HISTORY sessions of history: NEUTRAL_HISTORY. Otherwise
-    z = the larger deviation of median hold and median flight time from the profile (in
-    standard deviations, at least 15% of the mean or 10 ms), mapped by z^2 / (z^2 + 4).
-    Flight times with a coefficient of variation under MACHINE_TYPING_CV over at least
-    MACHINE_TYPING_MIN_FLIGHTS keys score at least 0.9, history or not.
-    """
-    score = NEUTRAL_HISTORY
-    reasons: list[Reason] = []
-    summary = typing_summary(evidence)
-    if summary is not None and profile.typing.count >= MIN_HISTORY:
-        mean = np.asarray(profile.typing.mean)
-        spread = np.maximum(profile.typing.std(), np.maximum(0.15 * mean, 10.0))
-        z = float(np.max(np.abs(summary - mean) / spread))
-        score = _deviation_score(z)
-        if score >= 0.5:
-            reasons.append(
-                Reason(
-                    "TYPING_RHYTHM_CHANGED",
-                    f"Typing rhythm differs from this user's usual rhythm ({z:.1f} sd)",
-                    "keystroke_dynamics",
-                    score,
-                )
-            )
-    flights = evidence.flight_times_ms
-    if flights.size >= MACHINE_TYPING_MIN_FLIGHTS and float(np.mean(flights)) > 0:
-        cv = float(np.std(flights) / np.mean(flights))
-        if cv < MACHINE_TYPING_CV:
-            score = max(score, 0.9)
-            reasons.append(
-                Reason(
-                    "MACHINE_REGULAR_TYPING",
-                    f"Keys pressed at machine-regular intervals (variation {cv:.1%})",
-                    "keystroke_dynamics",
-                    0.9,
-                )
-            )
-    return RuleResult(_clip(score), tuple(reasons))
-
-
-def behavioral_rule(evidence: Evidence, profile: UserProfile) -> RuleResult:
-    """behavioral_anomaly: pointer dynamics versus the user's own.
-
-    Without MIN_POINTER_EVENTS events or MIN_HISTORY profiled sessions: NEUTRAL_HISTORY.
-    Otherwise m = the mean absolute deviation of the 34 pointer features from the profile
-    (each in standard deviations, at least 10% of the mean or 0.05, capped at 6), mapped by
-    m^2 / (m^2 + 4).
-    """
-    stats = profile.pointer
-    if evidence.pointer_events < MIN_POINTER_EVENTS or stats is None or stats.count < MIN_HISTORY:
-        return RuleResult(NEUTRAL_HISTORY)
-    mean = np.asarray(stats.mean)
-    spread = np.maximum(stats.std(), np.maximum(0.1 * np.abs(mean), 0.05))
-    m = float(np.mean(np.minimum(np.abs(evidence.pointer_features - mean) / spread, 6.0)))
-    score = _deviation_score(m)
-    reasons: tuple[Reason, ...] = ()
-    if score >= 0.5:
-        reasons = (
-            Reason(
-                "POINTER_BEHAVIOUR_CHANGED",
-                f"Mouse movement differs from this user's usual movement ({m:.1f} sd)",
-                "behavioral_anomaly",
-                score,
-            ),
-        )
-    return RuleResult(score, reasons)
-
-
-def confidence_rule(evidence: Evidence, profile: UserProfile) -> float:
-    """overall_confidence: how much evidence the scores rest on, in [0, 1].
-
-    0.35 * min(1, pointer events / 100) + 0.15 * min(1, keystrokes / 40)
-    + 0.1 (device info) + 0.1 (location) + 0.3 * min(1, profiled sessions / 5).
-    """
-    return _clip(
-        0.35 * min(1.0, evidence.pointer_events / 100)
-        + 0.15 * min(1.0, evidence.keystrokes / 40)
-        + (0.1 if evidence.device is not None else 0.0)
-        + (0.1 if evidence.place is not None else 0.0)
-        + 0.3 * min(1.0, profile.sessions / 5)
-    )
+        results["location_anomaly"] = RuleResult(value, ((reason, 1.0),))
+    for name, result in results.items():
+        if WEIGHTS[name] * result.score >= REASON_FLOOR:
+            learnt = contribution_reasons(name, result.score, session, evidence, profile)
+            # The hard evidence first; the model's reasons after it, without repeats.
+            codes = {r.code for r, _ in result.reasons}
+            extra = tuple((r, w) for r, w in learnt if r.code not in codes)
+            results[name] = RuleResult(result.score, result.reasons + extra)
+    return results
 
 
 def risk_level(scores: dict[str, float]) -> scoring_pb2.RiskLevel.ValueType:
@@ -376,27 +440,50 @@ def recommendations(
     return tuple(actions)
 
 
-def assess(evidence: Evidence, profile: UserProfile, bot_probability: float) -> Assessment:
+def assess(
+    evidence: Evidence, profile: UserProfile, bot_probability: float, session: SessionScores
+) -> Assessment:
     """Return the scores, risk level, reasons and recommendations of one transaction."""
-    results = {
-        "bot_detection": bot_rule(evidence, bot_probability),
-        "keystroke_dynamics": keystroke_rule(evidence, profile),
-        "location_anomaly": location_rule(evidence, profile),
-        "device_fingerprint": device_rule(evidence, profile),
-        "behavioral_anomaly": behavioral_rule(evidence, profile),
-    }
+    results = {"bot_detection": bot_rule(evidence, bot_probability)}
+    results.update(session_rules(session, evidence, profile))
     scores = {name: result.score for name, result in results.items()}
-    scores["overall_confidence"] = confidence_rule(evidence, profile)
+    scores["overall_confidence"] = _clip(
+        float(session.scores[OUTPUT_SCORES.index("overall_confidence")])
+    )
     level = risk_level(scores)
-    weighted = sorted(
+    device = evidence.device
+    hard = 0.0
+    if device is not None:
+        hard = WEBDRIVER if device.webdriver else HEADLESS if device.headless_hints else 0.0
+    identity = risk_level({**scores, "bot_detection": hard})
+    ranked = sorted(
         (
-            (reason, WEIGHTS[reason.score])
+            (reason, share)
             for result in results.values()
-            for reason in result.reasons
+            for reason, share in result.reasons
             if WEIGHTS[reason.score] * reason.value >= REASON_FLOOR
         ),
-        key=lambda pair: pair[0].value * pair[1],
+        key=lambda pair: WEIGHTS[pair[0].score] * pair[0].value * pair[1],
         reverse=True,
     )
-    top = tuple(weighted[:MAX_REASONS])
-    return Assessment(scores, level, top, recommendations(level, [r for r, _ in top]))
+    # One reason per code (typing, say, can raise two scores): the largest contribution.
+    top: list[tuple[Reason, float]] = []
+    for reason, share in ranked:
+        if len(top) < MAX_REASONS and all(r.code != reason.code for r, _ in top):
+            top.append((reason, share))
+    return Assessment(
+        scores, level, tuple(top), recommendations(level, [r for r, _ in top]), identity
+    )
+
+
+__all__ = [
+    "RULES_VERSION",
+    "Assessment",
+    "Reason",
+    "SessionScores",
+    "assess",
+    "bot_rule",
+    "haversine_km",
+    "recommendations",
+    "risk_level",
+]

@@ -58,8 +58,11 @@ from rased.eval.metrics import (
     roc_auc,
 )
 from rased.features.profile_comparison import (
+    ANOMALY_SCORES,
     N_SESSION_FEATURES,
+    OUTPUT_SCORES,
     SESSION_FEATURE_NAMES,
+    SESSION_SCORES_MODEL,
     observe,
     session_features,
 )
@@ -69,18 +72,10 @@ from rased.scoring.rules import HEADLESS, RISK_THRESHOLDS, WEBDRIVER, WEIGHTS, r
 from rased.training.synthetic_sessions import CASES, SyntheticSession, generate_sessions
 from rased.v1 import pipeline_pb2, scoring_pb2
 
-MODEL_NAME = "session_scores"
+MODEL_NAME = SESSION_SCORES_MODEL
 INPUT_NAME = "features"
 SCORES_OUTPUT = "scores"
 CONTRIBUTIONS_OUTPUT = "contributions"
-# The four anomaly scores (rows of `contributions`), then overall_confidence.
-ANOMALY_SCORES = (
-    "keystroke_dynamics",
-    "location_anomaly",
-    "device_fingerprint",
-    "behavioral_anomaly",
-)
-OUTPUT_SCORES = (*ANOMALY_SCORES, "overall_confidence")
 _OPSET = 17
 _ML_OPSET = 3
 _FOLDS = 5
@@ -176,7 +171,8 @@ def labelled_rows(sessions: Sequence[SyntheticSession]) -> LabelledRows:
     """Return each session's features against its user's profile at that time, and targets.
 
     Sessions are taken in order; a user's profile grows with the owner's own sessions only
-    (the worker leaves out the sessions it rates HIGH or CRITICAL, see ADR 0005).
+    (the worker leaves out sessions whose comparison with the profile rates them HIGH or
+    CRITICAL, see ADR 0005).
     """
     profiles: dict[str, UserProfile] = {}
     rows: list[FloatArray] = []

@@ -20,18 +20,42 @@ Assumptions (repeated in model_repository/MODEL_CARD.md):
   Up-down flight = down-down latency - hold, negative when keys overlap (rollover), as in
   real recordings.
 - **Touch.** Per user a finger pressure (0.2-0.7), contact radius (5-15 px) and swipe
-  speed (0.5-2.5 px/ms); swipes are curved, sampled every ~16 ms with jitter.
+  speed (0.5-2.5 px/ms); swipes are curved, sampled every ~16 ms with jitter. Taps focus
+  fields and press buttons on phones. Scripts touch with a constant pressure of 1.0.
+- **Pointer.** Desktop sessions move the mouse to every link, field and button: a
+  minimum-jerk movement along a bowed path (Fitts' law time a + b log2(1 + D/30 px), a
+  80-250 ms, b 80-200 ms per bit, bow 2-15% of the distance), hand tremor (0.2-1.5 px),
+  overshoots with a correction (5-40% of moves), a rest on the target (80-400 ms) and
+  the button held 60-160 ms; all per person. Events arrive every 8, 16 or 16.7 ms (a
+  property of the machine). Scripts move nothing (30%, clicks through the DOM), jump
+  to the target, or tween linearly or eased at an exact tick, and click within 8 ms.
+- **Habits.** Per person: time from page load to the first input (median 1.5-8 s),
+  pages visited before the form (0.3-3 on average), chance of switching to another
+  window or app during a session (0-30%), of pasting into a field (0-10%), of coming
+  back to a field (0-30%). A session fills one to three fields; 15% fill none (a
+  one-click confirmation). Intruders go to the form directly, paste half of the fields
+  and switch windows in 60% of sessions (reading details prepared elsewhere). Scripts
+  navigate within 10-200 ms and type at once.
 - **Devices.** Each person owns one or two devices (a desktop browser, sometimes a phone),
-  used 80/20; a device's attributes, and so its fingerprint hash, never change. Bots run
-  automation: 90% show navigator.webdriver or headless hints (or both); 10% hide them.
+  used 80/20; a device's attributes, and so its fingerprint hash, never change. 3% of an
+  owner's sessions come from a device never seen before (a new or borrowed one). Bots run
+  automation: about 95% show navigator.webdriver, headless hints or a headless user agent;
+  the rest hide them.
 - **Places.** Each person lives in one of 24 cities (position jittered by ~5 km), visits
-  one to three others on 0-15% of sessions. Bots come from five data-centre cities;
-  takeovers from a city at least 2,000 km from the victim's home and never one of the
-  victim's travel destinations.
+  one to three others on 0-15% of sessions, and 2% of sessions are somewhere never
+  visited before. Bots come from five data-centre cities, or (30%) through residential
+  proxies in any of the 24 cities. Takeovers come from a city at least 2,000 km from the
+  victim's home that is never one of the victim's destinations (70%), through a proxy in
+  the victim's home city (15%), or on the victim's own device at home (15%: a stolen
+  phone, a remote-access tool).
 - **Labels.** Human: the account's owner. Bot: an automation script typing at a fixed
-  cadence (hold 5-50 ms, latency 10-120 ms, jitter < 2 ms) or pasting, on its own
-  device. Takeover: another person (a fresh rhythm, device and far-away place) in the
-  owner's account.
+  cadence (hold 5-50 ms, latency 10-120 ms, jitter < 2 ms), with "human-like" random
+  delays (log-normal around 90 ms holds and 190 ms latencies, no personal signature), or
+  pasting; on its own device. Takeover: another person (their own rhythm, pointer, touch
+  and habits) in the owner's account. Each session after the first is a bot with
+  probability 0.1 and a takeover with 0.1 (the first is the owner's: it opens the
+  account; a script may log in as early as the second). `SessionTruth` records what
+  each score should see (whose typing, device and place; automation) and the case.
 
 `python -m rased.training.synthetic_sessions cmu --out FILE` writes typing repetitions in
 the CMU keystroke benchmark's CSV format (Killourhy & Maxion 2009: password
@@ -615,6 +639,7 @@ OWNER_NEW_DEVICE_RATE = 0.03
 OWNER_NEW_PLACE_RATE = 0.02
 TAKEOVER_LOCAL_RATE = 0.15
 TAKEOVER_OWN_DEVICE_RATE = 0.15
+NO_INPUT_RATE = 0.15  # sessions that fill no field (a one-click confirmation)
 _TARGET_WIDTH_PX = 30.0
 
 
@@ -960,7 +985,7 @@ def make_session(
     _place_event(rec, city, rng)
     script = _Script(rec, device, typist, manner, index, rng)
     script.browse()
-    fields = int(rng.integers(1, 4))
+    fields = 0 if rng.random() < NO_INPUT_RATE else int(rng.integers(1, 4))
     for number in range(fields):
         script.fill(number, fields)
     script.submit()
@@ -985,11 +1010,12 @@ def generate_sessions(
         rng = np.random.default_rng([seed, 2, number])
         for index in range(sessions_per_user):
             draw = rng.random()
-            # A user's first sessions are theirs: the profile needs a start.
+            # A user's first session is theirs (it opens the account); later ones may not
+            # be, so the models also meet frauds against accounts with little history.
             label = "human"
-            if index >= 3 and draw < bot_rate:
+            if index >= 1 and draw < bot_rate:
                 label = "bot"
-            elif index >= 3 and draw < bot_rate + takeover_rate:
+            elif index >= 1 and draw < bot_rate + takeover_rate:
                 label = "takeover"
             sessions.append(make_session(person, label, index, rng))
     return sessions

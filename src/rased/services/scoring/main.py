@@ -78,7 +78,12 @@ def _fallback(settings: ScoringSettings) -> ModelClient | None:
     from rased.adapters.onnx.model_client import OnnxModelClient
 
     # Loaded at start-up: a missing or mismatched file fails the worker now, not mid-outage.
-    return OnnxModelClient(settings.onnx_model_path, settings.model_name)
+    return OnnxModelClient(
+        settings.onnx_model_path,
+        settings.model_name,
+        settings.session_onnx_model_path,
+        settings.session_model_name,
+    )
 
 
 async def build_worker(
@@ -100,6 +105,7 @@ async def build_worker(
             settings.model_name,
             timeout_s=settings.triton_timeout.total_seconds(),
             attempts=settings.triton_attempts,
+            session_model_name=settings.session_model_name,
         )
         resources.push_async_callback(model.close)
         scorer = Scorer(

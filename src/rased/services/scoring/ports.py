@@ -26,11 +26,34 @@ class BotPrediction:
     model_version: str
 
 
+@dataclass(frozen=True)
+class SessionPrediction:
+    """session_scores' answer per row of a request, and the version of the model.
+
+    `scores` columns follow `rased.features.profile_comparison.OUTPUT_SCORES`;
+    `contributions[i, k, j]` is feature j's additive share of anomaly score k's logit
+    (k in `ANOMALY_SCORES` order) for row i.
+    """
+
+    scores: NDArray[np.float64]  # [n, 5]
+    contributions: NDArray[np.float64]  # [n, 4, 40]
+    model_version: str
+
+
 class ModelClient(Protocol):
-    """Runs the bot_detection model on a batch of pointer-feature rows."""
+    """Runs the scoring models: bot_detection on pointer features, session_scores on the
+    session-versus-profile features. Each call is one request for the whole batch."""
 
     async def bot_probabilities(self, features: NDArray[np.float32]) -> BotPrediction:
         """Return P(bot) for each row of `features` (shape [n, 34]), in one request.
+
+        Raises:
+            ModelUnavailable: no answer within the client's timeouts and retries.
+        """
+        ...
+
+    async def session_scores(self, features: NDArray[np.float32]) -> SessionPrediction:
+        """Return the session scores and contributions of each row (shape [n, 40]).
 
         Raises:
             ModelUnavailable: no answer within the client's timeouts and retries.

@@ -16,6 +16,11 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parents[4] / "model_repository/bot_detection/1/model.onnx"
 
 
+def default_session_model_path() -> Path:
+    """Return the repository's session_scores ONNX file."""
+    return Path(__file__).resolve().parents[4] / "model_repository/session_scores/1/model.onnx"
+
+
 class ScoringSettings(ServiceSettings):
     """Everything the scoring worker reads from its environment."""
 
@@ -56,7 +61,13 @@ class ScoringSettings(ServiceSettings):
     triton_url: str = Field(
         default="127.0.0.1:8001", description="Triton's gRPC endpoint, host:port."
     )
-    model_name: str = Field(default="bot_detection", description="Triton model to call.")
+    model_name: str = Field(
+        default="bot_detection", description="Triton model of the pointer (bot) score."
+    )
+    session_model_name: str = Field(
+        default="session_scores",
+        description="Triton model of the scores that compare a session with the user's profile.",
+    )
     triton_timeout: timedelta = Field(
         default=timedelta(seconds=2), description="Deadline of one inference request."
     )
@@ -80,6 +91,10 @@ class ScoringSettings(ServiceSettings):
     onnx_model_path: Path = Field(
         default_factory=default_model_path,
         description="The ONNX file of the in-process fallback (the one Triton serves).",
+    )
+    session_onnx_model_path: Path = Field(
+        default_factory=default_session_model_path,
+        description="The session_scores ONNX file of the in-process fallback.",
     )
     retry_initial_backoff: timedelta = Field(
         default=timedelta(milliseconds=200),
