@@ -34,10 +34,8 @@ from rased.adapters.postgres.keys import OrganizationStore
 from rased.adapters.postgres.results import PostgresResultStore
 from rased.adapters.redis.profiles import RedisProfileStore
 from rased.devstack.base import ManagedServer
-from rased.devstack.postgres import PostgresServer
 from rased.devstack.settings import StackSettings, repository_root
 from rased.devstack.triton import TritonServer
-from rased.migrations.postgres import apply_postgres_migrations
 from rased.scoring.profile import UserProfile
 from rased.services.scoring.breaker import BreakerState
 from rased.services.scoring.main import ScoringWorker, build_worker
@@ -86,35 +84,6 @@ def triton_url() -> Iterator[str]:
             yield f"{settings.host}:{settings.triton_grpc_port}"
         finally:
             server.stop(_progress)
-
-
-@pytest.fixture(scope="module")
-def scoring_dsn(postgres_server: ManagedServer) -> Iterator[str]:
-    """A database of its own, migrated, dropped after the module."""
-    assert isinstance(postgres_server, PostgresServer)
-    name = f"rased_scoring_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        await postgres_server.bootstrap()
-        conn = await asyncpg.connect(postgres_server.admin_dsn())
-        try:
-            await conn.execute(
-                f"CREATE DATABASE {name} OWNER {postgres_server.settings.postgres_user}"
-            )
-        finally:
-            await conn.close()
-        await apply_postgres_migrations(postgres_server.dsn(name))
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(postgres_server.admin_dsn())
-        try:
-            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    yield postgres_server.dsn(name)
-    asyncio.run(drop())
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float) -> None:
@@ -203,7 +172,7 @@ class Env:
 
 @pytest.fixture
 async def env(
-    scoring_dsn: str,
+    module_database: str,
     triton_url: str,
     redis_server: ManagedServer,
     kafka_server: ManagedServer,
@@ -221,7 +190,7 @@ async def env(
     )
     async with AsyncExitStack() as resources:
         await ensure_topics(bootstrap, topics)
-        pool = await asyncpg.create_pool(scoring_dsn, min_size=1, max_size=2)
+        pool = await asyncpg.create_pool(module_database, min_size=1, max_size=2)
         resources.push_async_callback(pool.close)
         org = await OrganizationStore(pool).create(f"bank-{tag}")
         bus = KafkaEventBus(bootstrap, topics)
@@ -241,7 +210,7 @@ async def env(
             grpc_port=0,
             kafka_bootstrap_servers=bootstrap,
             consumer_group=f"scoring-{tag}",
-            postgres_dsn=scoring_dsn,
+            postgres_dsn=module_database,
             redis_url=redis_url,
             redis_key_prefix=prefix,
             triton_url=triton_url,

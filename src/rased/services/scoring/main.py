@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from rased.adapters.kafka.topics import KafkaTopicSettings, Topic
 from rased.adapters.postgres.results import PostgresPendingTransactions, PostgresResultStore
 from rased.adapters.redis.profiles import RedisProfileStore
 from rased.adapters.triton.model_client import TritonModelClient
+from rased.common.background import BackgroundLoops
 from rased.common.backoff import Backoff
 from rased.common.logging import configure_logging
 from rased.common.server import GrpcServer, ServiceHooks, serve
@@ -137,29 +137,14 @@ async def build_worker(
         max_records=settings.max_poll_records,
     )
 
-    async def consume() -> None:
-        try:
-            await loop.run()
-        except Exception:
-            # A loop that died on its own consumes nothing: say so, so a probe restarts us.
-            logger.exception("the consumer loop failed")
-            await server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-            raise
+    async def not_serving() -> None:
+        # A worker whose loop died consumes nothing: a probe should restart it.
+        await server.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    consuming = asyncio.create_task(consume(), name="scoring-loop")
-
-    async def stop_taking_work() -> None:
-        # The loop finishes the batch in hand (score, store, announce, commit) and returns;
-        # a batch waiting for Triton gives up uncommitted. Bounded by the grace period.
-        loop.request_stop()
-        done, _ = await asyncio.wait({consuming}, timeout=settings.shutdown_grace.total_seconds())
-        if not done:
-            logger.warning("in-flight scoring did not finish in time; left uncommitted")
-            consuming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consuming
-        elif not consuming.cancelled():
-            consuming.exception()  # a failure was logged by consume(); mark it seen
+    # The loop finishes the batch in hand (score, store, announce, commit) and returns; a
+    # batch waiting for Triton gives up uncommitted. Bounded by the grace period.
+    background = BackgroundLoops(settings.shutdown_grace, on_failure=not_serving)
+    background.start("scoring-loop", loop)
 
     async def close() -> None:
         await resources.aclose()
@@ -169,7 +154,7 @@ async def build_worker(
         return []
 
     server = GrpcServer(
-        settings, register, ServiceHooks(stop_taking_work=[stop_taking_work], close=[close])
+        settings, register, ServiceHooks(stop_taking_work=[background.stop], close=[close])
     )
     return ScoringWorker(server, scorer)
 
