@@ -51,21 +51,23 @@ class StopRequested(Exception):
     """Shutdown began while messages were still unhandled: they are left uncommitted."""
 
 
-class CommitAfterEffectLoop:
-    """Polls a group consumer, hands every message to `handler`, then commits its offset."""
+class PollLoop:
+    """Polls a group consumer, hands each poll to `handle_poll`, then commits its offsets.
+
+    Subclasses decide how a poll is handled; while they wait to retry (`wait_to_retry`) the
+    partitions are paused, so nothing new arrives and the group keeps its member.
+    """
 
     def __init__(
         self,
         name: str,
         consumer: AIOKafkaConsumer,
-        handler: Handler,
         backoff: Backoff,
         max_records: int = 200,
         poll_timeout_ms: int = 500,
     ) -> None:
         self._name = name
         self._consumer = consumer
-        self._handler = handler
         self._backoff = backoff
         self._max_records = max_records
         self._poll_timeout_ms = poll_timeout_ms
@@ -102,8 +104,12 @@ class CommitAfterEffectLoop:
         records = [record for batch in polled.values() for record in batch]
         if not records:
             return {}
-        await self._handle_until_done(records)
+        await self.handle_poll(records)
         return {tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch}
+
+    async def handle_poll(self, records: Sequence[Record]) -> None:
+        """Handle every record of one poll; return only once each one's effect is done."""
+        raise NotImplementedError
 
     async def commit(self, offsets: Offsets) -> None:
         """Commit handled offsets; a lost partition's are left to its new owner."""
@@ -116,6 +122,52 @@ class CommitAfterEffectLoop:
             # A rebalance took the partitions (or Kafka is away): the messages come again
             # and are handled again (idempotently); nothing is lost.
             logger.warning("%s: commit failed, messages will be redelivered: %s", self._name, exc)
+
+    def resume_after_retry(self) -> None:
+        """Resume the partitions paused while waiting to retry."""
+        self._consumer.resume(*self._consumer.paused())
+
+    async def wait_to_retry(self, attempt: int) -> None:
+        """Wait the backoff of `attempt` while polling paused partitions (the group keeps us).
+
+        A poll answers nothing from paused partitions; a partition assigned meanwhile (a
+        rebalance) may answer before it is paused, and is rewound so nothing is skipped.
+
+        Raises:
+            StopRequested: shutdown began; the messages in hand stay uncommitted.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._backoff.delay(attempt)
+        while (left := deadline - loop.time()) > 0:
+            if self._stop.is_set():
+                raise StopRequested
+            self._consumer.pause(*self._consumer.assignment())
+            polled = await self._consumer.getmany(timeout_ms=max(1, int(min(left, 0.5) * 1000)))
+            for tp, batch in polled.items():
+                if batch:
+                    self._consumer.seek(tp, batch[0].offset)
+        if self._stop.is_set():
+            raise StopRequested
+
+
+class CommitAfterEffectLoop(PollLoop):
+    """Hands every message of a poll to `handler` (concurrently), then commits the poll."""
+
+    def __init__(
+        self,
+        name: str,
+        consumer: AIOKafkaConsumer,
+        handler: Handler,
+        backoff: Backoff,
+        max_records: int = 200,
+        poll_timeout_ms: int = 500,
+    ) -> None:
+        super().__init__(name, consumer, backoff, max_records, poll_timeout_ms)
+        self._handler = handler
+
+    async def handle_poll(self, records: Sequence[Record]) -> None:
+        """Handle every record, retrying the failed ones until all succeeded."""
+        await self._handle_until_done(records)
 
     async def _handle_until_done(self, records: Sequence[Record]) -> None:
         pending = list(records)
@@ -134,7 +186,7 @@ class CommitAfterEffectLoop:
                     last_error = outcome
             if not failed:
                 if attempt:
-                    self._consumer.resume(*self._consumer.paused())
+                    self.resume_after_retry()
                     logger.info("%s: dependencies are back after retrying", self._name)
                 return
             if attempt == 0:
@@ -148,7 +200,7 @@ class CommitAfterEffectLoop:
                 )
             RETRIES.labels(self._name).inc()
             pending = failed
-            await self._wait(self._backoff.delay(attempt))
+            await self.wait_to_retry(attempt)
             attempt += 1
 
     async def _handle(self, record: Record) -> None:
@@ -177,22 +229,3 @@ class CommitAfterEffectLoop:
             )
             return
         MESSAGES.labels(self._name, "handled").inc()
-
-    async def _wait(self, seconds: float) -> None:
-        """Wait before a retry while polling paused partitions, so the group keeps us.
-
-        A poll answers nothing from paused partitions; a partition assigned meanwhile (a
-        rebalance) may answer before it is paused, and is rewound so nothing is skipped.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while (left := deadline - loop.time()) > 0:
-            if self._stop.is_set():
-                raise StopRequested
-            self._consumer.pause(*self._consumer.assignment())
-            polled = await self._consumer.getmany(timeout_ms=max(1, int(min(left, 0.5) * 1000)))
-            for tp, batch in polled.items():
-                if batch:
-                    self._consumer.seek(tp, batch[0].offset)
-        if self._stop.is_set():
-            raise StopRequested
