@@ -21,7 +21,9 @@ from rased.devstack.settings import StackSettings
 class ServiceEntry:
     """A service the stack runs: its name, console script, port and the gRPC services it serves.
 
-    The gateway's port is its HTTP port; it forwards each service named in another entry's
+    `grpc_port` is the default port, the one docker-compose and Envoy use; the local stack
+    runs the service on its setting `RASED_STACK_<NAME>_PORT` (`service_port`). The
+    gateway's port is its HTTP port; it forwards each service named in another entry's
     `grpc_services` to that entry's port.
     """
 
@@ -50,6 +52,12 @@ SERVICE_ENTRIES: tuple[ServiceEntry, ...] = (
 )
 
 
+def service_port(settings: StackSettings, entry: ServiceEntry) -> int:
+    """Return the port the stack runs a service on (its setting, by default its entry's)."""
+    port: int = getattr(settings, f"{entry.name}_port")
+    return port
+
+
 class RasedService(ManagedServer):
     """A Rased service process, healthy when grpc.health.v1 says SERVING."""
 
@@ -62,8 +70,8 @@ class RasedService(ManagedServer):
 
     @property
     def ports(self) -> dict[str, int]:
-        """The service's gRPC port."""
-        return {f"{self.entry.name}_port": self.entry.grpc_port}
+        """The service's port, from the stack's settings (`RASED_STACK_<NAME>_PORT`)."""
+        return {f"{self.entry.name}_port": service_port(self.settings, self.entry)}
 
     def install(self, progress: Progress) -> None:
         """Nothing to install: the script comes with the package."""
@@ -88,7 +96,7 @@ class RasedService(ManagedServer):
         dev = load_dev_secrets(self.settings)
         values = {
             "GRPC_HOST": host,
-            "GRPC_PORT": str(self.entry.grpc_port),
+            "GRPC_PORT": str(service_port(self.settings, self.entry)),
             "REDIS_URL": f"redis://{host}:{self.settings.redis_port}/0",
             "POSTGRES_DSN": (
                 f"postgresql://{self.settings.postgres_user}@{host}:"
@@ -128,13 +136,13 @@ class GatewayService(RasedService):
         """Point the edge at every other entry's gRPC services."""
         host = self.settings.host
         upstreams = {
-            service: f"{host}:{entry.grpc_port}"
+            service: f"{host}:{service_port(self.settings, entry)}"
             for entry in SERVICE_ENTRIES
             for service in entry.grpc_services
         }
         return {
             "RASED_GATEWAY_HTTP_HOST": host,
-            "RASED_GATEWAY_HTTP_PORT": str(self.entry.grpc_port),
+            "RASED_GATEWAY_HTTP_PORT": str(service_port(self.settings, self.entry)),
             "RASED_GATEWAY_UPSTREAMS": json.dumps(upstreams),
             # Any origin locally: publishable keys still check their own allowed origins.
             "RASED_GATEWAY_CORS_ALLOWED_ORIGINS": json.dumps(["*"]),

@@ -45,6 +45,19 @@ class StackSettings(BaseSettings):
     triton_http_port: int = Field(default=8000, description="Triton HTTP/REST port.")
     triton_grpc_port: int = Field(default=8001, description="Triton gRPC port.")
     triton_metrics_port: int = Field(default=8002, description="Triton Prometheus metrics port.")
+    # The Rased services `make up` starts (their defaults are SERVICE_ENTRIES' ports, which
+    # docker-compose and Envoy use too).
+    ingestion_port: int = Field(default=50051, description="Ingestion service gRPC port.")
+    persistence_port: int = Field(
+        default=50052, description="Persistence worker health (gRPC) port."
+    )
+    admin_port: int = Field(default=50053, description="Admin service gRPC port.")
+    results_port: int = Field(default=50054, description="Results service gRPC port.")
+    notification_port: int = Field(
+        default=50055, description="Notification worker health (gRPC) port."
+    )
+    scoring_port: int = Field(default=50056, description="Scoring worker health (gRPC) port.")
+    gateway_port: int = Field(default=8080, description="REST edge (HTTP) port.")
     start_timeout: timedelta = Field(
         default=timedelta(seconds=180),
         description="How long one server may take to answer its protocol after start.",
