@@ -4,6 +4,14 @@ The features describe how a pointer moves, not where: timing (pace, regularity, 
 kinematics (speed, acceleration, jerk), geometry (turning, curvature, straightness,
 jitter) and their relation (the speed-curvature power law people follow). They are
 meant to separate people from automation and one person from another.
+
+`pointer_features` (`POINTER_FEATURE_NAMES`) describes a person's movement: user profiles
+and account takeover compare it. `bot_features` (`BOT_FEATURE_NAMES`, bot_detection's
+input) keeps those of them that say how the pointer moves, not how much was drawn or how a
+device delivers its events, and adds regularity features: scripts move in steps of a
+computed size, at a timer's pace, so their step lengths, step vectors and intervals repeat
+in ways a hand's do not; and the speed profile of the path resampled on a common clock,
+which a device's event rate and bursts do not change.
 """
 
 from __future__ import annotations
@@ -62,6 +70,59 @@ POINTER_FEATURE_NAMES: tuple[str, ...] = (
 )
 N_POINTER_FEATURES = len(POINTER_FEATURE_NAMES)
 
+# Left out of bot_detection's input. Scale: how much was drawn, which the task sets, not
+# whether a hand or a script drew it. Per-event kinematics: speeds and their derivatives
+# over single intervals, which a device's event delivery distorts (a virtual machine
+# delivers moves in bursts a few ms apart, so single-interval speeds spike), and the pace.
+_NOT_FOR_BOTS = frozenset(
+    {
+        "log_events",
+        "log_duration_ms",
+        "log_path_px",
+        "log_dt_median_ms",
+        "log_speed_mean",
+        "speed_cv",
+        "speed_peak_ratio",
+        "rel_speed_change_mean",
+        "log_acc_abs_mean",
+        "acc_cv",
+        "log_jerk_abs_mean",
+        "jerk_cv",
+    }
+)
+REGULARITY_FEATURE_NAMES: tuple[str, ...] = (
+    "dt_mad_rel",  # median |interval - median| / median: timer regularity, scale-free
+    "dt_lattice",  # long intervals on whole multiples of the median one (a timer's ticks)
+    "dt_autocorr",  # lag-1 autocorrelation of the intervals
+    "step_mad_rel",  # median |step - median| / median: steps of one computed size
+    "step_change_rel",  # |s2 - s1| / (s1 + s2), consecutive step lengths, no time involved
+    "step_autocorr",  # lag-1 autocorrelation of the step lengths
+    "repeat_step_frac",  # steps whose (dx, dy) equals the previous one exactly
+    "constant_step_frac",  # steps whose (dx, dy) differs from the previous by <= 1 px
+    "turn_autocorr",  # lag-1 autocorrelation of the turning angles
+    # The path resampled on a common clock (linear interpolation every RESAMPLE_MS): the
+    # shape of its speed profile, whatever the device's event rate or burstiness.
+    "speed_cv_resampled",
+    "rel_speed_change_resampled",  # |v2 - v1| / (v1 + v2)
+    "acc_cv_resampled",  # coefficient of variation of |acceleration|
+)
+BOT_FEATURE_NAMES: tuple[str, ...] = (
+    *(name for name in POINTER_FEATURE_NAMES if name not in _NOT_FOR_BOTS),
+    *REGULARITY_FEATURE_NAMES,
+)
+N_BOT_FEATURES = len(BOT_FEATURE_NAMES)
+# An interval this close (in medians) to a whole multiple of the median is on the lattice.
+_LATTICE_TOLERANCE = 0.1
+# Intervals longer than this many medians are the ones tested against the lattice.
+_LATTICE_FROM = 1.5
+# A step vector that changes by at most this many pixels counts as constant.
+_CONSTANT_STEP_PX = 1.0
+_MIN_CORR_VARIANCE = 1e-12
+# The common clock of the resampled features: slower than every device's event rate.
+RESAMPLE_MS = 50.0
+# Below this many clock periods of movement the resampled features are left at 0.
+_MIN_RESAMPLED_PERIODS = 4
+
 
 def _mean(a: FloatArray) -> float:
     return float(a.mean()) if a.size else 0.0
@@ -96,7 +157,27 @@ def _collapse_same_time(traj: Trajectory) -> tuple[FloatArray, FloatArray, Float
 
 def pointer_features(traj: Trajectory) -> FloatArray:
     """Return the `POINTER_FEATURE_NAMES` features of a trajectory (zeros where undefined)."""
-    f = dict.fromkeys(POINTER_FEATURE_NAMES, 0.0)
+    f = _features(traj, regularity=False)
+    return np.array([f[name] for name in POINTER_FEATURE_NAMES], dtype=np.float64)
+
+
+def bot_features(traj: Trajectory) -> FloatArray:
+    """Return the `BOT_FEATURE_NAMES` features of a trajectory (zeros where undefined)."""
+    f = _features(traj, regularity=True)
+    return np.array([f[name] for name in BOT_FEATURE_NAMES], dtype=np.float64)
+
+
+def pointer_and_bot_features(traj: Trajectory) -> tuple[FloatArray, FloatArray]:
+    """Return `pointer_features` and `bot_features` of a trajectory, computed once."""
+    f = _features(traj, regularity=True)
+    return (
+        np.array([f[name] for name in POINTER_FEATURE_NAMES], dtype=np.float64),
+        np.array([f[name] for name in BOT_FEATURE_NAMES], dtype=np.float64),
+    )
+
+
+def _features(traj: Trajectory, *, regularity: bool) -> dict[str, float]:
+    f = dict.fromkeys((*POINTER_FEATURE_NAMES, *REGULARITY_FEATURE_NAMES), 0.0)
     f["log_events"] = float(np.log1p(len(traj)))
     f["log_duration_ms"] = float(np.log1p(traj.duration_ms))
     t, x, y = _collapse_same_time(traj)
@@ -104,7 +185,10 @@ def pointer_features(traj: Trajectory) -> FloatArray:
         _timing(f, t)
         _kinematics(f, t, x, y)
         _geometry(f, t, x, y)
-    return np.array([f[name] for name in POINTER_FEATURE_NAMES], dtype=np.float64)
+        if regularity:
+            _regularity(f, t, x, y)
+            _resampled(f, t, x, y)
+    return f
 
 
 def _timing(f: dict[str, float], t: FloatArray) -> None:
@@ -230,3 +314,65 @@ def _jitter(f: dict[str, float], x: FloatArray, y: FloatArray) -> None:
     dev = np.hypot(x[1:-1] - mid_x, y[1:-1] - mid_y)
     step = float(np.hypot(np.diff(x), np.diff(y)).mean())
     f["jitter"] = float(dev.mean() / step) if step > 0 else 0.0
+
+
+def _autocorr(a: FloatArray) -> float:
+    """Lag-1 autocorrelation of a series; 0 where a half has (near) no variance."""
+    if a.size < _MIN_STEPS + 1:
+        return 0.0
+    u, v = a[1:] - a[1:].mean(), a[:-1] - a[:-1].mean()
+    var_u, var_v = float((u * u).mean()), float((v * v).mean())
+    if var_u <= _MIN_CORR_VARIANCE or var_v <= _MIN_CORR_VARIANCE:
+        return 0.0
+    return float((u * v).mean() / np.sqrt(var_u * var_v))
+
+
+def _regularity(f: dict[str, float], t: FloatArray, x: FloatArray, y: FloatArray) -> None:
+    """Scale-free regularity of intervals, step lengths and step vectors."""
+    dt = np.diff(t)
+    dx, dy = np.diff(x), np.diff(y)
+    ds = np.hypot(dx, dy)
+    active = dt <= PAUSE_MS
+    intervals = dt[active]
+    if intervals.size:
+        median = float(np.median(intervals))
+        if median > 0:
+            f["dt_mad_rel"] = float(np.median(np.abs(intervals - median)) / median)
+            ratio = intervals / median
+            long = ratio[ratio > _LATTICE_FROM]
+            if long.size >= 2:
+                on_lattice = np.abs(long - np.round(long)) < _LATTICE_TOLERANCE
+                f["dt_lattice"] = float(on_lattice.mean())
+    # Moving steps inside movements, in order (pauses and still steps left out).
+    moving = active & (ds > 0)
+    steps, gaps = ds[moving], dt[moving]
+    if steps.size > _MIN_STEPS:
+        f["dt_autocorr"] = _autocorr(gaps)
+        f["step_autocorr"] = _autocorr(steps)
+        median_step = float(np.median(steps))
+        f["step_mad_rel"] = float(np.median(np.abs(steps - median_step)) / median_step)
+        f["step_change_rel"] = float(np.mean(np.abs(np.diff(steps)) / (steps[1:] + steps[:-1])))
+    vx, vy = dx[ds > 0], dy[ds > 0]
+    if vx.size >= _MIN_STEPS:
+        change_x, change_y = np.diff(vx), np.diff(vy)
+        f["repeat_step_frac"] = float(np.mean((change_x == 0) & (change_y == 0)))
+        f["constant_step_frac"] = float(np.mean(np.hypot(change_x, change_y) <= _CONSTANT_STEP_PX))
+        f["turn_autocorr"] = _autocorr(_wrap(np.diff(np.arctan2(vy, vx))))
+
+
+def _resampled(f: dict[str, float], t: FloatArray, x: FloatArray, y: FloatArray) -> None:
+    """Speed profile of the path sampled every RESAMPLE_MS (linear interpolation)."""
+    if t[-1] - t[0] < _MIN_RESAMPLED_PERIODS * RESAMPLE_MS:
+        return
+    clock = np.arange(t[0], t[-1], RESAMPLE_MS)
+    dx = np.diff(np.interp(clock, t, x))
+    dy = np.diff(np.interp(clock, t, y))
+    v = np.hypot(dx, dy) / RESAMPLE_MS
+    mean_v = float(v.mean())
+    if mean_v <= 0:
+        return
+    f["speed_cv_resampled"] = float(v.std() / mean_v)
+    total = v[1:] + v[:-1]
+    rel = np.divide(np.abs(np.diff(v)), total, out=np.zeros_like(total), where=total > 0)
+    f["rel_speed_change_resampled"] = _mean(rel)
+    f["acc_cv_resampled"] = _cv(np.hypot(np.diff(dx), np.diff(dy)))
