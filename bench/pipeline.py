@@ -519,7 +519,7 @@ async def bench_scoring(
     scorer = Scorer(adapter, CircuitBreaker(5, 10.0), profiles, results, pending, notifier)
     rng = random.Random(5)
     templates = [compiled_transaction(org, n, rng, "tpl") for n in range(max(SCORING_BATCH_SIZES))]
-    features = np.stack([gather_evidence(c).pointer_features for c in templates]).astype(np.float32)
+    features = np.stack([gather_evidence(c).bot_features for c in templates]).astype(np.float32)
     rates = Rates()
     counter = itertools.count()
 

@@ -14,7 +14,7 @@ import pytest
 
 from rased.adapters.onnx.model_client import OnnxSessionScorer
 from rased.devstack.settings import repository_root
-from rased.features.pointer import N_POINTER_FEATURES
+from rased.features.pointer import N_BOT_FEATURES, N_POINTER_FEATURES
 from rased.features.profile_comparison import (
     ANOMALY_SCORES,
     N_SESSION_FEATURES,
@@ -56,6 +56,7 @@ def evidence(
     return Evidence(
         pointer_events=pointer_events,
         pointer_features=np.ones(N_POINTER_FEATURES) if features is None else features,
+        bot_features=np.ones(N_BOT_FEATURES),
         hold_times_ms=np.asarray(holds or [], dtype=np.float64),
         flight_times_ms=np.asarray(flights or [], dtype=np.float64),
         device=device,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rased.eval.onnx_model import ModelError, OnnxClassifier
-from rased.features.pointer import N_POINTER_FEATURES, POINTER_FEATURE_NAMES
+from rased.features.pointer import BOT_FEATURE_NAMES, N_BOT_FEATURES
 from rased.features.trajectory import PointerAction, Trajectory
 from rased.training import synthetic_bots
 from rased.training.bot_detection import decimated, features_of, fit_model, reference_samples
@@ -57,15 +57,15 @@ def test_reference_samples_surround_the_people() -> None:
 
 def test_onnx_export_matches_scikit_learn(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    x = rng.normal(0, 1, (300, N_POINTER_FEATURES))
+    x = rng.normal(0, 1, (300, N_BOT_FEATURES))
     y = (x[:, 0] + 0.5 * rng.normal(0, 1, 300) > 0).astype(np.int64)
     model = fit_model(x, y, seed=0)
     path = tmp_path / "m" / "1" / "model.onnx"
-    export_classifier(model, POINTER_FEATURE_NAMES, path, x, {"model": "test"})
+    export_classifier(model, BOT_FEATURE_NAMES, path, x, {"model": "test"})
     got = run_probabilities(path, x)
     assert np.allclose(got, model.predict_proba(x.astype(np.float32))[:, 1], atol=1e-4)
-    assert np.allclose(OnnxClassifier(path, POINTER_FEATURE_NAMES).probabilities(x), got)
+    assert np.allclose(OnnxClassifier(path, BOT_FEATURE_NAMES).probabilities(x), got)
     with pytest.raises(ModelError, match="other features"):
-        OnnxClassifier(path, [*POINTER_FEATURE_NAMES, "extra"])
+        OnnxClassifier(path, [*BOT_FEATURE_NAMES, "extra"])
     with pytest.raises(ModelError, match="no such model"):
-        OnnxClassifier(tmp_path / "missing.onnx", POINTER_FEATURE_NAMES)
+        OnnxClassifier(tmp_path / "missing.onnx", BOT_FEATURE_NAMES)

@@ -16,7 +16,7 @@ from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from rased.devstack.settings import repository_root
-from rased.features.pointer import pointer_features
+from rased.features.pointer import bot_features
 from rased.features.profile_comparison import observe, session_features
 from rased.features.trajectory import Trajectory
 from rased.scoring.profile import UserProfile, updated_profile
@@ -46,7 +46,7 @@ def _line_and_person() -> NDArray[np.float32]:
         [float(r["x"]) for r in rows],
         [float(r["y"]) for r in rows],
     )
-    return np.stack([pointer_features(line), pointer_features(person)]).astype(np.float32)
+    return np.stack([bot_features(line), bot_features(person)]).astype(np.float32)
 
 
 def _bot_detection_check(probabilities: NDArray[np.float32]) -> str | None:

@@ -17,7 +17,7 @@ from rased.eval.metrics import (
     roc_auc,
 )
 from rased.eval.onnx_model import ModelError, OnnxClassifier
-from rased.features.pointer import POINTER_FEATURE_NAMES, pointer_features
+from rased.features.pointer import BOT_FEATURE_NAMES, bot_features
 from rased.training.datasets import DatasetError, read_delbot
 from rased.training.split import is_test
 
@@ -42,7 +42,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _bot(args: argparse.Namespace) -> int:
-    model = OnnxClassifier(args.model_repository / BOT_MODEL, POINTER_FEATURE_NAMES)
+    model = OnnxClassifier(args.model_repository / BOT_MODEL, BOT_FEATURE_NAMES)
     _progress(f"reading {args.csv}")
     sessions = read_delbot(args.csv)
     if args.held_out_split is not None:
@@ -52,7 +52,7 @@ def _bot(args: argparse.Namespace) -> int:
         raise DatasetError(f"{args.csv}: no sessions")
     rows = []
     for i, s in enumerate(sessions, start=1):
-        rows.append(pointer_features(s.trajectory))
+        rows.append(bot_features(s.trajectory))
         if i % _PROGRESS_EVERY == 0 or i == len(sessions):
             _progress(f"features: {i}/{len(sessions)} sessions")
     p = model.probabilities(np.vstack(rows))
@@ -169,7 +169,7 @@ def _latency(args: argparse.Namespace) -> int:
     rows, feature_ms = [], []
     for i, s in enumerate(sessions, start=1):
         start = time.perf_counter_ns()
-        rows.append(pointer_features(s.trajectory))
+        rows.append(bot_features(s.trajectory))
         feature_ms.append((time.perf_counter_ns() - start) / 1e6)
         if i % _PROGRESS_EVERY == 0 or i == len(sessions):
             _progress(f"features: {i}/{len(sessions)} sessions")

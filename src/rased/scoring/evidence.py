@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rased.features.adapters import from_event_batches
 from rased.features.keystroke import hold_and_flight_times
-from rased.features.pointer import pointer_features
+from rased.features.pointer import pointer_and_bot_features
 from rased.features.trajectory import FloatArray
 from rased.v1 import events_pb2, pipeline_pb2
 
@@ -41,7 +41,8 @@ class Evidence:
     """Everything the scores of one transaction are computed from."""
 
     pointer_events: int
-    pointer_features: FloatArray
+    pointer_features: FloatArray  # POINTER_FEATURE_NAMES: profiles compare these
+    bot_features: FloatArray  # BOT_FEATURE_NAMES: bot_detection's input
     hold_times_ms: FloatArray
     flight_times_ms: FloatArray
     device: DeviceEvidence | None
@@ -65,6 +66,7 @@ def gather_evidence(compiled: pipeline_pb2.CompiledTransaction) -> Evidence:
     events = _events(compiled.batches)
     trajectory = from_event_batches(compiled.batches)
     holds, flights = hold_and_flight_times(events)
+    pointer, bot = pointer_and_bot_features(trajectory)
     device: DeviceEvidence | None = None
     place: PlaceEvidence | None = None
     for event in events:
@@ -79,7 +81,8 @@ def gather_evidence(compiled: pipeline_pb2.CompiledTransaction) -> Evidence:
             place = PlaceEvidence(loc.latitude, loc.longitude, loc.country_code, event.timestamp_ms)
     return Evidence(
         pointer_events=int(trajectory.t_ms.size),
-        pointer_features=pointer_features(trajectory),
+        pointer_features=pointer,
+        bot_features=bot,
         hold_times_ms=holds,
         flight_times_ms=flights,
         device=device,

@@ -1,5 +1,9 @@
 """bot_detection: a calibrated classifier of pointer trajectories, person (0) or bot (1).
 
+Input: `rased.features.pointer.bot_features` (`BOT_FEATURE_NAMES`): how the pointer moves
+and how regular its steps and intervals are, without the scale of the drawing or the
+per-event kinematics a device's event delivery distorts.
+
 Training data: DELBOT-Mouse sessions (seeded split by session; the test part is never
 fitted), scripted-bot trajectories from `synthetic_bots`, and "reference" points drawn
 around and between the people's feature values and labelled bot. The reference points
@@ -23,7 +27,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold
 
 from rased.eval.metrics import equal_error_rate, expected_calibration_error, roc_auc
-from rased.features.pointer import POINTER_FEATURE_NAMES, pointer_features
+from rased.features.pointer import BOT_FEATURE_NAMES, bot_features
 from rased.features.trajectory import PointerAction, Trajectory
 from rased.training import synthetic_bots
 from rased.training.datasets import LabelledSession, read_delbot
@@ -64,10 +68,10 @@ class BotTrainingReport:
 
 
 def features_of(trajectories: Sequence[Trajectory]) -> FloatArray:
-    """Return the pointer-feature matrix of trajectories, one row each."""
+    """Return the bot-feature matrix of trajectories (`BOT_FEATURE_NAMES`), one row each."""
     if not trajectories:
-        return np.zeros((0, len(POINTER_FEATURE_NAMES)))
-    return np.vstack([pointer_features(t) for t in trajectories])
+        return np.zeros((0, len(BOT_FEATURE_NAMES)))
+    return np.vstack([bot_features(t) for t in trajectories])
 
 
 def decimated(trajectory: Trajectory, keep_every: int = 2) -> Trajectory:
@@ -226,7 +230,7 @@ def train_bot_detection(
     path = repository / MODEL_NAME / "1" / "model.onnx"
     export_classifier(
         model,
-        POINTER_FEATURE_NAMES,
+        BOT_FEATURE_NAMES,
         path,
         data.x[data.test],
         {"model": MODEL_NAME, "seed": str(cfg.seed), "positive_class": "bot"},

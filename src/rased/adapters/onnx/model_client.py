@@ -11,7 +11,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from rased.eval.onnx_model import ModelError, OnnxClassifier
-from rased.features.pointer import POINTER_FEATURE_NAMES
+from rased.features.pointer import BOT_FEATURE_NAMES
 from rased.features.profile_comparison import SESSION_FEATURE_NAMES, SESSION_SCORES_MODEL
 from rased.services.scoring.ports import BotPrediction, SessionPrediction
 
@@ -72,7 +72,7 @@ class OnnxModelClient:
         Raises:
             ModelError: a file is missing or was trained on other features.
         """
-        self._classifier = OnnxClassifier(path, POINTER_FEATURE_NAMES)
+        self._classifier = OnnxClassifier(path, BOT_FEATURE_NAMES)
         session_path = session_path or repository_sibling(path, session_model_name)
         self._sessions = OnnxSessionScorer(session_path)
         # The version folders' names, as Triton reports them.

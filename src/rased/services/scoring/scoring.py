@@ -187,7 +187,7 @@ class Scorer:
 
         The two requests go out together; either failing counts as the server failing.
         """
-        pointer = np.stack([o.evidence.pointer_features for o in seen]).astype(np.float32)
+        pointer = np.stack([o.evidence.bot_features for o in seen]).astype(np.float32)
         sessions = np.stack(features).astype(np.float32)
         if self.breaker.allow():
             try:
