@@ -95,7 +95,7 @@ async def test_a_transaction_from_sdk_to_scored_result_and_webhook(
     stack_settings: StackSettings,
     receiver: tuple[str, asyncio.Queue[tuple[bytes, dict[str, str]]]],
 ) -> None:
-    edge = f"http://{stack_settings.host}:8080"
+    edge = f"http://{stack_settings.host}:{stack_settings.gateway_port}"
     operator = load_dev_secrets(stack_settings).operator_token
     hook_url, received = receiver
     tag = uuid.uuid4().hex[:8]
