@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeAlias
 
@@ -51,7 +52,7 @@ class StopRequested(Exception):
     """Shutdown began while messages were still unhandled: they are left uncommitted."""
 
 
-class PollLoop:
+class PollLoop(ABC):
     """Polls a group consumer, hands each poll to `handle_poll`, then commits its offsets.
 
     Subclasses decide how a poll is handled; while they wait to retry (`wait_to_retry`) the
@@ -107,9 +108,9 @@ class PollLoop:
         await self.handle_poll(records)
         return {tp: batch[-1].offset + 1 for tp, batch in polled.items() if batch}
 
+    @abstractmethod
     async def handle_poll(self, records: Sequence[Record]) -> None:
         """Handle every record of one poll; return only once each one's effect is done."""
-        raise NotImplementedError
 
     async def commit(self, offsets: Offsets) -> None:
         """Commit handled offsets; a lost partition's are left to its new owner."""
