@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from rased.devstack.base import ManagedServer, pid_is_alive
+from rased.devstack.base import ManagedServer, pid_is_alive, port_is_free
 
 
 def _progress(message: str) -> None:
@@ -37,9 +37,15 @@ async def client(redis_server: ManagedServer, prefix: str) -> AsyncIterator[aior
     await conn.aclose()
 
 
-def _wait_gone(pid: int) -> None:
-    """Block until the process has exited (and is reaped, being our child)."""
-    while pid_is_alive(pid):
+def _wait_gone(pid: int, host: str, port: int) -> None:
+    """Block until the process has exited and its port is free again.
+
+    A forked child (an AOF rewrite in progress) shares the listening socket and may outlive
+    the main process by a moment after SIGKILL; restarting before it is gone finds the port
+    taken.
+    """
+    deadline = time.monotonic() + 10
+    while (pid_is_alive(pid) or not port_is_free(host, port)) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -51,7 +57,9 @@ async def _restart(server: ManagedServer, crash: bool) -> None:
     try:
         if crash:
             os.killpg(pid, signal.SIGKILL)
-            await asyncio.to_thread(_wait_gone, pid)
+            await asyncio.to_thread(
+                _wait_gone, pid, server.settings.host, server.settings.redis_port
+            )
         else:
             server.stop(_progress)
     finally:
