@@ -10,10 +10,15 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from rased.adapters.cassandra.session import cassandra_session, execute
 from rased.devstack.base import ManagedServer
 from rased.devstack.postgres import PostgresServer
 from rased.devstack.settings import StackSettings
+from rased.migrations.cassandra import apply_cassandra_migrations
 from rased.migrations.postgres import apply_postgres_migrations
+
+# One node: every keyspace a test makes has one replica.
+REPLICATION: dict[str, str | int] = {"class": "SimpleStrategy", "replication_factor": 1}
 
 
 def _progress(message: str) -> None:
@@ -120,3 +125,20 @@ async def fresh_database(
     server, name = await _create_database(postgres_server, _label(request))
     yield server.dsn(name)
     await _drop_database(server, name)
+
+
+@pytest.fixture(scope="module")
+def module_keyspace(
+    cassandra_server: ManagedServer, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A Cassandra keyspace of this test module's own, migrated; its name (dropped after)."""
+    name = f"test_{_label(request)}_{uuid.uuid4().hex[:12]}"
+    host, port = [cassandra_server.settings.host], cassandra_server.settings.cassandra_port
+    asyncio.run(apply_cassandra_migrations(host, port, name, REPLICATION))
+    yield name
+
+    async def drop() -> None:
+        async with cassandra_session(host, port) as session:
+            await execute(session, f"DROP KEYSPACE IF EXISTS {name}")
+
+    asyncio.run(drop())

@@ -18,8 +18,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from grpc import aio
-from pydantic import SecretStr
+from admin_harness import running_admin
 
 from rased.adapters.postgres.keys import EncryptionKeyStore
 from rased.adapters.postgres.webhook_deliveries import (
@@ -31,8 +30,6 @@ from rased.adapters.postgres.webhook_deliveries import (
 from rased.adapters.postgres.webhooks import WebhookEndpointStore
 from rased.cli.main import main as rased_cli
 from rased.common.crypto import MasterKeyring, generate_key, key_spec_entry
-from rased.services.admin.main import build_server
-from rased.services.admin.settings import AdminSettings
 from rased.v1 import admin_pb2, admin_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
@@ -114,22 +111,8 @@ class Admin:
 
 @pytest.fixture
 async def admin(module_database: str, capsys: pytest.CaptureFixture[str]) -> AsyncIterator[Admin]:
-    settings = AdminSettings(
-        grpc_port=0,
-        postgres_dsn=module_database,
-        master_keys=SecretStr(MASTER),
-        operator_token=SecretStr(OPERATOR),
-        shutdown_drain=timedelta(0),
-        shutdown_grace=timedelta(seconds=1),
-    )
-    server = await build_server(settings)
-    port = await server.start()
-    pool = await asyncpg.create_pool(module_database, min_size=1, max_size=2)
-    channel = aio.insecure_channel(f"127.0.0.1:{port}")
-    yield Admin(port, admin_pb2_grpc.AdminServiceStub(channel), pool, capsys)
-    await channel.close()
-    await pool.close()
-    await server.shutdown()
+    async with running_admin(module_database, MASTER, OPERATOR) as server:
+        yield Admin(server.port, server.stub, server.pool, capsys)
 
 
 async def test_org_get_retention_and_paged_list(admin: Admin) -> None:

@@ -9,22 +9,19 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import grpc
 import pytest
+from admin_harness import running_admin
 from grpc import aio
-from pydantic import SecretStr
 
 from rased.adapters.postgres.keys import ApiKeyStore, EncryptionKeyStore
 from rased.adapters.postgres.webhooks import WebhookEndpointStore
 from rased.cli.main import main as rased_cli
 from rased.common.crypto import MasterKeyring, generate_key, key_spec_entry
-from rased.services.admin.main import build_server
 from rased.services.admin.servicer import AdminServicer
-from rased.services.admin.settings import AdminSettings
 from rased.services.ingestion.auth import TokenAuthenticator
 from rased.services.ingestion.ports import CredentialKind
 from rased.services.ingestion.sessions import SessionTokens
@@ -74,23 +71,8 @@ class Admin:
 @pytest.fixture
 async def admin(fresh_database: str) -> AsyncIterator[Admin]:
     # A fresh database per test: organizations listings and audit rows are this test's own.
-    dsn = fresh_database
-    settings = AdminSettings(
-        grpc_port=0,
-        postgres_dsn=dsn,
-        master_keys=SecretStr(MASTER),
-        operator_token=SecretStr(OPERATOR),
-        shutdown_drain=timedelta(0),
-        shutdown_grace=timedelta(seconds=1),
-    )
-    server = await build_server(settings)
-    port = await server.start()
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    channel = aio.insecure_channel(f"127.0.0.1:{port}")
-    yield Admin(admin_pb2_grpc.AdminServiceStub(channel), port, pool)
-    await channel.close()
-    await pool.close()
-    await server.shutdown()
+    async with running_admin(fresh_database, MASTER, OPERATOR) as server:
+        yield Admin(server.stub, server.port, server.pool)
 
 
 async def _status(call: Any) -> tuple[grpc.StatusCode, str]:

@@ -20,7 +20,7 @@ import asyncio
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,7 +54,6 @@ from rased.cli.main import main as rased_cli
 from rased.common.crypto import MasterKeyring, generate_key, key_spec_entry
 from rased.common.server import GrpcServer
 from rased.devstack.base import ManagedServer
-from rased.migrations.cassandra import apply_cassandra_migrations
 from rased.scoring.profile import UserProfile
 from rased.services.admin.erasure import RunnerPolicy
 from rased.services.admin.main import build_server
@@ -70,7 +69,6 @@ pytestmark = pytest.mark.timeout(90)
 
 MASTER = key_spec_entry("test-1", generate_key())
 OPERATOR = "op-" + uuid.uuid4().hex + uuid.uuid4().hex
-REPLICATION: dict[str, str | int] = {"class": "SimpleStrategy", "replication_factor": 1}
 # The flushed transaction's events straddle a UTC midnight: it is listed on two days.
 MIDNIGHT_MS = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp() * 1000)
 DAYS = ("2026-02-28", "2026-03-01")
@@ -93,21 +91,6 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def keyspace(cassandra_server: ManagedServer) -> Iterator[str]:
-    """A keyspace of this module's own, migrated, then dropped."""
-    name = f"test_erasure_{uuid.uuid4().hex[:12]}"
-    host, port = [cassandra_server.settings.host], cassandra_server.settings.cassandra_port
-    asyncio.run(apply_cassandra_migrations(host, port, name, REPLICATION))
-    yield name
-
-    async def drop() -> None:
-        async with cassandra_session(host, port) as session:
-            await execute(session, f"DROP KEYSPACE IF EXISTS {name}")
-
-    asyncio.run(drop())
 
 
 @dataclass
@@ -390,7 +373,7 @@ class PersistingPublisher:
 @pytest.fixture
 async def env(
     module_database: str,
-    keyspace: str,
+    module_keyspace: str,
     redis_server: ManagedServer,
     cassandra_server: ManagedServer,
 ) -> AsyncIterator[Env]:
@@ -402,7 +385,7 @@ async def env(
         client = aioredis.Redis(host=stack.host, port=stack.redis_port)
         resources.push_async_callback(client.aclose)
         session = await resources.enter_async_context(
-            cassandra_session([stack.host], stack.cassandra_port, keyspace)
+            cassandra_session([stack.host], stack.cassandra_port, module_keyspace)
         )
         persisted: list[pipeline_pb2.CompiledTransaction] = []
         persister = TransactionPersister(
@@ -414,7 +397,7 @@ async def env(
         buffer = RedisEventBuffer(client, policy, key_prefix=f"t{tag}:")
         yield Env(
             dsn=module_database,
-            keyspace=keyspace,
+            keyspace=module_keyspace,
             host=stack.host,
             redis_port=stack.redis_port,
             cassandra_port=stack.cassandra_port,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,7 +35,6 @@ from rased.common.crypto import Keyring, MasterKeyring, SealError, generate_key,
 from rased.devstack.base import ManagedServer
 from rased.devstack.cassandra import CassandraServer
 from rased.devstack.postgres import PostgresServer
-from rased.migrations.cassandra import apply_cassandra_migrations
 from rased.migrations.postgres import apply_postgres_migrations
 from rased.services.persistence.consuming import persistence_loop
 from rased.services.persistence.main import build_consumer, build_server
@@ -46,7 +45,6 @@ from rased.v1 import events_pb2, pipeline_pb2
 
 pytestmark = pytest.mark.timeout(90)
 
-REPLICATION: dict[str, str | int] = {"class": "SimpleStrategy", "replication_factor": 1}
 RETENTION_DAYS = 7
 MASTER_1 = key_spec_entry("m1", generate_key())
 MASTER_2 = key_spec_entry("m2", generate_key())
@@ -63,21 +61,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], seconds: float) -> No
             if await check():
                 return
             await asyncio.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def keyspace(cassandra_server: ManagedServer) -> Iterator[str]:
-    """A keyspace of this module's own, migrated (0001 events, 0002 data keys), then dropped."""
-    name = f"test_persist_{uuid.uuid4().hex[:12]}"
-    host, port = [cassandra_server.settings.host], cassandra_server.settings.cassandra_port
-    asyncio.run(apply_cassandra_migrations(host, port, name, REPLICATION))
-    yield name
-
-    async def drop() -> None:
-        async with cassandra_session(host, port) as session:
-            await execute(session, f"DROP KEYSPACE IF EXISTS {name}")
-
-    asyncio.run(drop())
 
 
 @dataclass
@@ -135,7 +118,7 @@ class Env:
 
 @pytest.fixture
 async def env(
-    keyspace: str,
+    module_keyspace: str,
     cassandra_server: ManagedServer,
     postgres_server: ManagedServer,
     kafka_server: ManagedServer,
@@ -160,7 +143,7 @@ async def env(
         stack_.push_async_callback(pool.close)
         org = await OrganizationStore(pool).create(f"bank-{tag}", retention_days=RETENTION_DAYS)
         session = await stack_.enter_async_context(
-            cassandra_session([stack.host], stack.cassandra_port, keyspace)
+            cassandra_session([stack.host], stack.cassandra_port, module_keyspace)
         )
         bus = KafkaEventBus(bootstrap, topics)
         await bus.start()
@@ -171,7 +154,7 @@ async def env(
             consumer_group=f"persist-{tag}",
             cassandra_contact_points=[stack.host],
             cassandra_port=stack.cassandra_port,
-            cassandra_keyspace=keyspace,
+            cassandra_keyspace=module_keyspace,
             cassandra_request_timeout=timedelta(seconds=3),
             cassandra_max_reconnect_delay=timedelta(milliseconds=500),
             postgres_dsn=postgres_server.dsn(),

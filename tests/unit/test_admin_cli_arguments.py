@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import uuid
 
 import pytest
 
 from rased.cli.admin_client import duration_argument, url_argument
 from rased.cli.main import build_parser, main
+from rased.devstack.settings import StackSettings
 
 ORG = str(uuid.uuid4())
 OTHER = str(uuid.uuid4())
@@ -228,3 +230,63 @@ def test_an_unreachable_service_is_one_line(
     assert capsys.readouterr().err == (
         "error: cannot reach the admin service at 127.0.0.1:1 (UNAVAILABLE)\n"
     )
+
+
+def _closed_port() -> int:
+    """Return a local port with nothing listening on it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_default_target_is_the_stacks_admin_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = _closed_port()
+    monkeypatch.setenv("RASED_STACK_ADMIN_PORT", str(port))
+    monkeypatch.setenv("RASED_OPERATOR_TOKEN", "op-token")
+    # `RASED_STACK_ADMIN_PORT=... rased org list` calls that port (nothing listens there).
+    assert main(["org", "list", "--timeout", "1"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot reach the admin service at 127.0.0.1:{port} (UNAVAILABLE)\n"
+    )
+    # --help says which default is in force, and where it comes from.
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["org", "list", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert (
+        f"admin service host:port (127.0.0.1:{port}, from $RASED_STACK_HOST and "
+        "$RASED_STACK_ADMIN_PORT)" in shown
+    )
+    # An explicit --target wins.
+    options = build_parser().parse_args(["org", "list", "--target", "10.1.2.3:7000"])
+    assert options.target == "10.1.2.3:7000"
+
+
+@pytest.mark.parametrize(
+    ("host", "admin", "triton"),
+    [
+        ("127.0.0.1", "127.0.0.1:51053", "127.0.0.1:18001"),
+        ("10.0.0.5", "10.0.0.5:51053", "10.0.0.5:18001"),
+        ("0.0.0.0", "127.0.0.1:51053", "127.0.0.1:18001"),  # bound everywhere: reach it locally
+        ("::1", "[::1]:51053", "[::1]:18001"),
+    ],
+)
+def test_default_targets_follow_the_stack_settings(host: str, admin: str, triton: str) -> None:
+    settings = StackSettings(host=host, admin_port=51053, triton_grpc_port=18001)
+    parser = build_parser(settings)
+    assert parser.parse_args(["key", "list", ORG]).target == admin
+    assert parser.parse_args(["erasure", "status", ORG, OTHER]).target == admin
+    assert parser.parse_args(["models", "smoke"]).target == triton
+    assert parser.parse_args(["models", "smoke", "--target", "h:1"]).target == "h:1"
+
+
+def test_bad_stack_settings_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RASED_STACK_ADMIN_PORT", "fifty")
+    assert main(["org", "list"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: bad stack settings: RASED_STACK_ADMIN_PORT: ")
+    assert len(captured.err.splitlines()) == 1

@@ -1,15 +1,14 @@
-"""What every `rased` AdminService command shares: options, argument checks, the call, output.
+"""What every `rased` AdminService command shares: options, argument checks and the call.
 
 The credential comes from `--token` or the `RASED_OPERATOR_TOKEN` environment variable: the
 operator token manages every organization, an organization's secret key only its own.
 Errors are one line on stderr: 2 for a usage error found before any call, 1 for a refusal
-or an unreachable service.
+or an unreachable service. How the commands print is in `output`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -20,11 +19,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
-from google.protobuf import json_format, message, timestamp_pb2
+from google.protobuf import message
 
 from rased.v1 import admin_pb2_grpc
 
-DEFAULT_TARGET = "127.0.0.1:50053"
 TOKEN_ENV = "RASED_OPERATOR_TOKEN"  # noqa: S105 - the variable's name, not a token
 # The contract's limits (buf.validate rules in admin.proto), checked here so that a typo
 # costs a usage line rather than a round trip.
@@ -51,11 +49,18 @@ class Noun:
     checks: Mapping[str, Check] = field(default_factory=dict)
 
 
-def common_options() -> argparse.ArgumentParser:
-    """Return the parent parser of every action: where to connect, the credential, output."""
+def common_options(target: str) -> argparse.ArgumentParser:
+    """Return the parent parser of every action: where to connect, the credential, output.
+
+    Args:
+        target: the default `--target`: the local stack's admin service, host:port.
+    """
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--target", default=DEFAULT_TARGET, help=f"admin service host:port ({DEFAULT_TARGET})"
+        "--target",
+        default=target,
+        help=f"admin service host:port ({target}, from $RASED_STACK_HOST and "
+        "$RASED_STACK_ADMIN_PORT)",
     )
     common.add_argument(
         "--token",
@@ -157,6 +162,17 @@ def url_argument(value: str, max_len: int = MAX_URL) -> str:
     return value
 
 
+def add_overlap(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add a rotation's `--overlap DURATION`; `what` tells what the old key or secret does."""
+    parser.add_argument(
+        "--overlap",
+        metavar="DURATION",
+        type=duration_argument,
+        default=0,  # the contract's "default": 24 hours
+        help=f"{what} (default 24h, at most 30d)",
+    )
+
+
 def add_paging(parser: argparse.ArgumentParser) -> None:
     """Add `--page-size`, and `--page-token` or `--all`, to a listing action."""
     parser.add_argument(
@@ -189,14 +205,6 @@ def fetch_pages(
         collected.extend(items)
         if not token:
             return collected, ""
-
-
-def print_page(options: argparse.Namespace, name: str, items: list[Any], token: str) -> None:
-    """Print a page as `{name: [...], "next_page_token": ...}`; in text, say where more is."""
-    if options.json:
-        print_json({name: [as_dict(item) for item in items], "next_page_token": token})
-    elif token:
-        print(f"more: --page-token {token} (or --all)", file=sys.stderr)
 
 
 def run(options: argparse.Namespace, handler: Handler, check: Check | None = None) -> int:
@@ -234,25 +242,3 @@ def explain(error: grpc.RpcError, target: str) -> str:
     if code == grpc.StatusCode.PERMISSION_DENIED:
         return f"error: not allowed: {details}"
     return f"error: {code.name}: {details}"
-
-
-def as_dict(msg: message.Message) -> dict[str, Any]:
-    """Return a message as the REST API shows it, with its field names and every plain field."""
-    return json_format.MessageToDict(
-        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-
-
-def print_json(value: object) -> None:
-    """Print what scripts read: indented JSON with sorted keys."""
-    print(json.dumps(value, indent=2, sort_keys=True))
-
-
-def when(stamp: timestamp_pb2.Timestamp, unset: str = "-") -> str:
-    """Return a timestamp as RFC 3339 in UTC, or `unset` when it is the zero timestamp."""
-    return stamp.ToJsonString() if stamp.seconds or stamp.nanos else unset
-
-
-def enum_word(name: str, prefix: str) -> str:
-    """Return an enum value's name as a word: `DELIVERY_STATUS_DEAD_LETTERED` -> `dead-lettered`."""
-    return name.removeprefix(prefix).lower().replace("_", "-")

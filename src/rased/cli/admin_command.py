@@ -1,8 +1,8 @@
 """`rased org|key|webhook|delivery|encryption-key|audit|erasure ...`: AdminService, over gRPC.
 
 Each noun lives in its own module; what they share (options, credential, errors, output)
-is in `admin_client`. `--json` prints what scripts read; a key's or signing secret's text
-is printed once, where the service returns it, and never again.
+is in `admin_client` and `output`. `--json` prints what scripts read; a key's or signing
+secret's text is printed once, where the service returns it, and never again.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ NOUNS: dict[str, Noun] = {
 COMMANDS = frozenset(NOUNS)
 
 
-def add_parsers(commands: Any) -> None:
-    """Add every AdminService noun's subcommands to the `rased` parser."""
-    common = common_options()
+def add_parsers(commands: Any, target: str) -> None:
+    """Add every AdminService noun's subcommands, `--target` defaulting to `target`."""
+    common = common_options(target)
     for noun in NOUNS.values():
         noun.add_parser(commands, common)
 

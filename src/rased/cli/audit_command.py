@@ -5,16 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rased.cli.admin_client import (
-    Invoke,
-    Noun,
-    add_paging,
-    enum_word,
-    fetch_pages,
-    print_page,
-    uuid_argument,
-    when,
-)
+from rased.cli.admin_client import Invoke, Noun, add_paging, fetch_pages, uuid_argument
+from rased.cli.output import enum_word, show_page, when
 from rased.v1 import admin_pb2, admin_pb2_grpc
 
 Stub = admin_pb2_grpc.AdminServiceStub
@@ -45,11 +37,7 @@ def _list(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
         return list(reply.events), reply.next_page_token
 
     events, token = fetch_pages(options, fetch)
-    if not options.json:
-        for e in events:
-            print(_line(e))
-    print_page(options, "events", events, token)
-    return 0
+    return show_page(options, "events", events, token, map(_line, events))
 
 
 NOUN = Noun("audit", _add_parser, {"list": _list})

@@ -5,18 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rased.cli.admin_client import (
-    Invoke,
-    Noun,
-    add_paging,
-    as_dict,
-    enum_word,
-    fetch_pages,
-    print_json,
-    print_page,
-    uuid_argument,
-    when,
-)
+from rased.cli.admin_client import Invoke, Noun, add_paging, fetch_pages, uuid_argument
+from rased.cli.output import as_dict, enum_word, show, show_page, when
 from rased.v1 import admin_pb2, admin_pb2_grpc
 
 Stub = admin_pb2_grpc.AdminServiceStub
@@ -76,11 +66,7 @@ def _list(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
         return list(reply.deliveries), reply.next_page_token
 
     deliveries, token = fetch_pages(options, fetch)
-    if not options.json:
-        for d in deliveries:
-            print(_line(d))
-    print_page(options, "deliveries", deliveries, token)
-    return 0
+    return show_page(options, "deliveries", deliveries, token, map(_line, deliveries))
 
 
 def _redeliver(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -91,11 +77,11 @@ def _redeliver(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
         ),
     )
     d = reply.delivery
-    if options.json:
-        print_json(as_dict(d))
-        return 0
-    print(f"delivery {d.delivery_id} is {_status(d)}; next attempt {when(d.next_attempt_time)}")
-    return 0
+    return show(
+        options,
+        as_dict(d),
+        [f"delivery {d.delivery_id} is {_status(d)}; next attempt {when(d.next_attempt_time)}"],
+    )
 
 
 NOUN = Noun("delivery", _add_parser, {"list": _list, "redeliver": _redeliver})

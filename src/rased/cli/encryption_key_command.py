@@ -8,15 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rased.cli.admin_client import (
-    Invoke,
-    Noun,
-    as_dict,
-    duration_argument,
-    print_json,
-    uuid_argument,
-    when,
-)
+from rased.cli.admin_client import Invoke, Noun, add_overlap, uuid_argument
+from rased.cli.output import as_dict, show, when
 from rased.v1 import admin_pb2, admin_pb2_grpc
 
 Stub = admin_pb2_grpc.AdminServiceStub
@@ -33,22 +26,19 @@ def _add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         "rotate", parents=[common], help="generate a new key pair; the old one decrypts a while"
     )
     rotate.add_argument("organization_id", metavar="ORG_ID", type=uuid_argument)
-    rotate.add_argument(
-        "--overlap",
-        metavar="DURATION",
-        type=duration_argument,
-        default=0,
-        help="how long the old private key keeps decrypting (default 24h, at most 30d)",
+    add_overlap(rotate, "how long the old private key keeps decrypting")
+
+
+def _show_key(options: argparse.Namespace, key: admin_pb2.EncryptionKey) -> int:
+    return show(
+        options,
+        as_dict(key),
+        [
+            f"encryption key {key.key_id} ({key.algorithm}, {key.encryption})",
+            f"created {when(key.create_time)}",
+            key.public_jwk,
+        ],
     )
-
-
-def _print_key(key: admin_pb2.EncryptionKey, as_json: bool) -> None:
-    if as_json:
-        print_json(as_dict(key))
-        return
-    print(f"encryption key {key.key_id} ({key.algorithm}, {key.encryption})")
-    print(f"created {when(key.create_time)}")
-    print(key.public_jwk)
 
 
 def _get(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -56,8 +46,7 @@ def _get(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
         stub.GetEncryptionKey,
         admin_pb2.GetEncryptionKeyRequest(organization_id=options.organization_id),
     )
-    _print_key(reply.key, options.json)
-    return 0
+    return _show_key(options, reply.key)
 
 
 def _rotate(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -67,8 +56,7 @@ def _rotate(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
             organization_id=options.organization_id, overlap_seconds=options.overlap
         ),
     )
-    _print_key(reply.key, options.json)
-    return 0
+    return _show_key(options, reply.key)
 
 
 NOUN = Noun("encryption-key", _add_parser, {"get": _get, "rotate": _rotate})

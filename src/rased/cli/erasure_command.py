@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Any
 
-from rased.cli.admin_client import Invoke, Noun, print_json, uuid_argument
+from rased.cli.admin_client import Invoke, Noun, uuid_argument
+from rased.cli.output import show
 from rased.v1 import admin_pb2, admin_pb2_grpc
 
 # The longest session or user id EraseSubject takes (its buf.validate rule).
@@ -70,16 +71,13 @@ def _status_name(status: admin_pb2.ErasureStatus.ValueType) -> str:
     return admin_pb2.ErasureStatus.Name(status).removeprefix("ERASURE_STATUS_").lower()
 
 
-def _print_job(job: admin_pb2.ErasureJob, as_json: bool) -> None:
-    if as_json:
-        print_json(erasure_job_dict(job))
-        return
+def _show_job(options: argparse.Namespace, job: admin_pb2.ErasureJob) -> int:
     shown = erasure_job_dict(job)
-    print(f"erasure job {job.job_id}: {shown['status']} ({shown['subject_kind']} erasure)")
+    lines = [f"erasure job {job.job_id}: {shown['status']} ({shown['subject_kind']} erasure)"]
     if job.error:
-        print(f"last error: {job.error} (retried)")
-    for store, count in shown["erased_counts"].items():
-        print(f"  {store:<36} {count}")
+        lines.append(f"last error: {job.error} (retried)")
+    lines.extend(f"  {store:<36} {count}" for store, count in shown["erased_counts"].items())
+    return show(options, shown, lines)
 
 
 def _erasure_request(
@@ -115,8 +113,7 @@ def _erasure_request(
                 ),
             )
             job = got.job
-    _print_job(job, options.json)
-    return 0
+    return _show_job(options, job)
 
 
 def _erasure_status(
@@ -128,8 +125,7 @@ def _erasure_status(
             organization_id=options.organization_id, job_id=options.job_id
         ),
     )
-    _print_job(reply.job, options.json)
-    return 0
+    return _show_job(options, reply.job)
 
 
 NOUN = Noun("erasure", _add_parser, {"request": _erasure_request, "status": _erasure_status})

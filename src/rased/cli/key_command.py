@@ -11,15 +11,12 @@ from typing import Any
 from rased.cli.admin_client import (
     Invoke,
     Noun,
-    as_dict,
-    duration_argument,
-    enum_word,
-    print_json,
+    add_overlap,
     text_argument,
     url_argument,
     uuid_argument,
-    when,
 )
+from rased.cli.output import as_dict, enum_word, show, shown_once, when
 from rased.v1 import admin_pb2, admin_pb2_grpc
 
 Stub = admin_pb2_grpc.AdminServiceStub
@@ -62,13 +59,7 @@ def _add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     rotate.add_argument("organization_id", metavar="ORG_ID", type=uuid_argument)
     rotate.add_argument("key_id", metavar="KEY_ID", type=uuid_argument)
-    rotate.add_argument(
-        "--overlap",
-        metavar="DURATION",
-        type=duration_argument,
-        default=0,
-        help="how long the old key keeps working, e.g. 15m, 24h, 7d (default 24h, at most 30d)",
-    )
+    add_overlap(rotate, "how long the old key keeps working, e.g. 15m, 24h, 7d")
 
 
 def _check_create(options: argparse.Namespace) -> str | None:
@@ -81,6 +72,13 @@ def _kind(kind: admin_pb2.ApiKeyKind.ValueType) -> str:
     return enum_word(admin_pb2.ApiKeyKind.Name(kind), "API_KEY_KIND_")
 
 
+def _line(k: admin_pb2.ApiKey) -> str:
+    state = "revoked" if k.HasField("revoke_time") else "active"
+    if k.HasField("expire_time"):
+        state += f", expires {when(k.expire_time)}"
+    return f"{k.key_id}  {_kind(k.kind):<11}  {k.prefix}...  {state}  {k.label}"
+
+
 def _create(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
     reply: admin_pb2.CreateApiKeyResponse = invoke(
         stub.CreateApiKey,
@@ -91,12 +89,12 @@ def _create(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
             label=options.label,
         ),
     )
-    if options.json:
-        print_json({"key": as_dict(reply.api_key.key), "secret": reply.api_key.secret})
-        return 0
-    print(f"{options.kind} key {reply.api_key.key.key_id}: {reply.api_key.secret}")
-    print("The key is shown once: store it now.")
-    return 0
+    made = reply.api_key
+    return show(
+        options,
+        {"key": as_dict(made.key), "secret": made.secret},
+        [f"{options.kind} key {made.key.key_id}: {made.secret}", shown_once("key")],
+    )
 
 
 def _list(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -106,15 +104,7 @@ def _list(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
             organization_id=options.organization_id, include_inactive=options.all
         ),
     )
-    if options.json:
-        print_json([as_dict(k) for k in reply.api_keys])
-        return 0
-    for k in reply.api_keys:
-        state = "revoked" if k.HasField("revoke_time") else "active"
-        if k.HasField("expire_time"):
-            state += f", expires {when(k.expire_time)}"
-        print(f"{k.key_id}  {_kind(k.kind):<11}  {k.prefix}...  {state}  {k.label}")
-    return 0
+    return show(options, [as_dict(k) for k in reply.api_keys], map(_line, reply.api_keys))
 
 
 def _revoke(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -124,11 +114,7 @@ def _revoke(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
             organization_id=options.organization_id, key_id=options.key_id
         ),
     )
-    if options.json:
-        print_json(as_dict(reply.api_key))
-        return 0
-    print(f"revoked key {reply.api_key.key_id}")
-    return 0
+    return show(options, as_dict(reply.api_key), [f"revoked key {reply.api_key.key_id}"])
 
 
 def _rotate(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -141,13 +127,15 @@ def _rotate(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
         ),
     )
     new, old = reply.new_key, reply.old_key
-    if options.json:
-        print_json({"key": as_dict(new.key), "secret": new.secret, "old_key": as_dict(old)})
-        return 0
-    print(f"new {_kind(new.key.kind)} key {new.key.key_id}: {new.secret}")
-    print(f"old key {old.key_id} keeps working until {when(old.expire_time)}")
-    print("The key is shown once: store it now.")
-    return 0
+    return show(
+        options,
+        {"key": as_dict(new.key), "secret": new.secret, "old_key": as_dict(old)},
+        [
+            f"new {_kind(new.key.kind)} key {new.key.key_id}: {new.secret}",
+            f"old key {old.key_id} keeps working until {when(old.expire_time)}",
+            shown_once("key"),
+        ],
+    )
 
 
 NOUN = Noun(

@@ -153,12 +153,17 @@ async def smoke(target: str, wait_seconds: float) -> int:
     return 1 if failures else 0
 
 
-def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `rased models smoke`."""
+def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser], target: str) -> None:
+    """Add `rased models smoke`; `target` is `--target`'s default, the stack's Triton."""
     models = commands.add_parser("models", help="the models Triton serves")
     actions = models.add_subparsers(dest="models_action", required=True, metavar="ACTION")
     check = actions.add_parser("smoke", help="check each model's outputs on known inputs")
-    check.add_argument("--target", default="127.0.0.1:8001", help="Triton's gRPC host:port")
+    check.add_argument(
+        "--target",
+        default=target,
+        help=f"Triton's gRPC host:port ({target}, from $RASED_STACK_HOST and "
+        "$RASED_STACK_TRITON_GRPC_PORT)",
+    )
     check.add_argument("--timeout", type=float, default=10.0, help="seconds per call")
 
 

@@ -14,15 +14,12 @@ from rased.cli.admin_client import (
     Invoke,
     Noun,
     add_paging,
-    as_dict,
     bounded_int,
     fetch_pages,
-    print_json,
-    print_page,
     text_argument,
     uuid_argument,
-    when,
 )
+from rased.cli.output import as_dict, show, show_page, shown_once, when
 from rased.v1 import admin_pb2, admin_pb2_grpc
 
 Stub = admin_pb2_grpc.AdminServiceStub
@@ -70,26 +67,26 @@ def _create(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
             allow_private_webhook_targets=options.allow_private_webhook_targets,
         ),
     )
-    org = reply.organization
-    if options.json:
-        print_json(
-            {
-                "organization_id": org.organization_id,
-                "name": org.name,
-                "retention_days": org.retention_days,
-                "allow_private_webhook_targets": org.allow_private_webhook_targets,
-                "publishable_key": reply.publishable_key.secret,
-                "publishable_key_id": reply.publishable_key.key.key_id,
-                "secret_key": reply.secret_key.secret,
-                "secret_key_id": reply.secret_key.key.key_id,
-            }
-        )
-        return 0
-    print(f"organization {org.organization_id} ({org.name}, {org.retention_days} days)")
-    print(f"publishable key {reply.publishable_key.key.key_id}: {reply.publishable_key.secret}")
-    print(f"secret key      {reply.secret_key.key.key_id}: {reply.secret_key.secret}")
-    print("The keys are shown once: store them now.")
-    return 0
+    org, publishable, secret = reply.organization, reply.publishable_key, reply.secret_key
+    return show(
+        options,
+        {
+            "organization_id": org.organization_id,
+            "name": org.name,
+            "retention_days": org.retention_days,
+            "allow_private_webhook_targets": org.allow_private_webhook_targets,
+            "publishable_key": publishable.secret,
+            "publishable_key_id": publishable.key.key_id,
+            "secret_key": secret.secret,
+            "secret_key_id": secret.key.key_id,
+        },
+        [
+            f"organization {org.organization_id} ({org.name}, {org.retention_days} days)",
+            f"publishable key {publishable.key.key_id}: {publishable.secret}",
+            f"secret key      {secret.key.key_id}: {secret.secret}",
+            shown_once("keys", plural=True),
+        ],
+    )
 
 
 def _list(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -101,23 +98,13 @@ def _list(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
         return list(reply.organizations), reply.next_page_token
 
     organizations, token = fetch_pages(options, fetch)
-    if not options.json:
-        for o in organizations:
-            print(f"{o.organization_id}  {o.retention_days:>4} days  {o.name}")
-    print_page(options, "organizations", organizations, token)
-    return 0
-
-
-def _print_organization(org: admin_pb2.Organization, as_json: bool) -> None:
-    if as_json:
-        print_json(as_dict(org))
-        return
-    private = "allowed" if org.allow_private_webhook_targets else "not allowed"
-    print(f"organization {org.organization_id}")
-    print(f"  name                     {org.name}")
-    print(f"  retention                {org.retention_days} days")
-    print(f"  created                  {when(org.create_time)}")
-    print(f"  private webhook targets  {private}")
+    return show_page(
+        options,
+        "organizations",
+        organizations,
+        token,
+        (f"{o.organization_id}  {o.retention_days:>4} days  {o.name}" for o in organizations),
+    )
 
 
 def _get(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -125,8 +112,19 @@ def _get(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
         stub.GetOrganization,
         admin_pb2.GetOrganizationRequest(organization_id=options.organization_id),
     )
-    _print_organization(reply.organization, options.json)
-    return 0
+    org = reply.organization
+    private = "allowed" if org.allow_private_webhook_targets else "not allowed"
+    return show(
+        options,
+        as_dict(org),
+        [
+            f"organization {org.organization_id}",
+            f"  name                     {org.name}",
+            f"  retention                {org.retention_days} days",
+            f"  created                  {when(org.create_time)}",
+            f"  private webhook targets  {private}",
+        ],
+    )
 
 
 def _retention(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -136,15 +134,15 @@ def _retention(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
             organization_id=options.organization_id, retention_days=options.days
         ),
     )
-    if options.json:
-        print_json(as_dict(reply.organization))
-        return 0
     org = reply.organization
-    print(
-        f"organization {org.organization_id} keeps events and results {org.retention_days} "
-        "days (data written from now on)"
+    return show(
+        options,
+        as_dict(org),
+        [
+            f"organization {org.organization_id} keeps events and results {org.retention_days} "
+            "days (data written from now on)"
+        ],
     )
-    return 0
 
 
 NOUN = Noun(

@@ -15,9 +15,8 @@ from rased.devstack.services import load_services
 from rased.devstack.settings import StackSettings
 
 
-def run(options: argparse.Namespace) -> int:
-    """Run one stack action; return the exit status."""
-    settings = StackSettings()
+def run(options: argparse.Namespace, settings: StackSettings) -> int:
+    """Run one stack action with the stack's settings; return the exit status."""
     progress = orchestrator.timed_progress()
     try:
         if options.action == "up":

@@ -11,14 +11,12 @@ from typing import Any
 from rased.cli.admin_client import (
     Invoke,
     Noun,
-    as_dict,
-    duration_argument,
-    print_json,
+    add_overlap,
     text_argument,
     url_argument,
     uuid_argument,
-    when,
 )
+from rased.cli.output import as_dict, show, shown_once, when
 from rased.v1 import admin_pb2, admin_pb2_grpc
 
 Stub = admin_pb2_grpc.AdminServiceStub
@@ -96,13 +94,7 @@ def _add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     rotate.add_argument("organization_id", metavar="ORG_ID", type=uuid_argument)
     rotate.add_argument("endpoint_id", metavar="ENDPOINT_ID", type=uuid_argument)
-    rotate.add_argument(
-        "--overlap",
-        metavar="DURATION",
-        type=duration_argument,
-        default=0,
-        help="how long the old secret signs too, e.g. 15m, 24h (default 24h, at most 30d)",
-    )
+    add_overlap(rotate, "how long the old secret signs too, e.g. 15m, 24h")
 
 
 def _too_many_events(options: argparse.Namespace) -> str | None:
@@ -147,13 +139,15 @@ def _create(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
             include_scores=options.include_scores,
         ),
     )
-    if options.json:
-        print_json({"endpoint": as_dict(reply.endpoint), "secret": reply.secret})
-        return 0
-    print(f"webhook endpoint {_line(reply.endpoint)}")
-    print(f"signing secret: {reply.secret}")
-    print("The secret is shown once: store it now.")
-    return 0
+    return show(
+        options,
+        {"endpoint": as_dict(reply.endpoint), "secret": reply.secret},
+        [
+            f"webhook endpoint {_line(reply.endpoint)}",
+            f"signing secret: {reply.secret}",
+            shown_once("secret"),
+        ],
+    )
 
 
 def _list(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -161,12 +155,7 @@ def _list(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
         stub.ListWebhookEndpoints,
         admin_pb2.ListWebhookEndpointsRequest(organization_id=options.organization_id),
     )
-    if options.json:
-        print_json([as_dict(e) for e in reply.endpoints])
-        return 0
-    for e in reply.endpoints:
-        print(_line(e))
-    return 0
+    return show(options, [as_dict(e) for e in reply.endpoints], map(_line, reply.endpoints))
 
 
 def _update(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -184,11 +173,9 @@ def _update(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
         request.replace_event_types = True
         request.event_types.extend(options.events or ())
     reply: admin_pb2.UpdateWebhookEndpointResponse = invoke(stub.UpdateWebhookEndpoint, request)
-    if options.json:
-        print_json(as_dict(reply.endpoint))
-        return 0
-    print(f"updated webhook endpoint {_line(reply.endpoint)}")
-    return 0
+    return show(
+        options, as_dict(reply.endpoint), [f"updated webhook endpoint {_line(reply.endpoint)}"]
+    )
 
 
 def _delete(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -198,11 +185,11 @@ def _delete(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
             organization_id=options.organization_id, endpoint_id=options.endpoint_id
         ),
     )
-    if options.json:
-        print_json(as_dict(reply))
-        return 0
-    print(f"deleted webhook endpoint {reply.endpoint_id}; its pending deliveries are cancelled")
-    return 0
+    return show(
+        options,
+        as_dict(reply),
+        [f"deleted webhook endpoint {reply.endpoint_id}; its pending deliveries are cancelled"],
+    )
 
 
 def _rotate_secret(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> int:
@@ -214,13 +201,15 @@ def _rotate_secret(stub: Stub, options: argparse.Namespace, invoke: Invoke) -> i
             overlap_seconds=options.overlap,
         ),
     )
-    if options.json:
-        print_json({"endpoint_id": options.endpoint_id, **as_dict(reply)})
-        return 0
-    print(f"new signing secret of webhook endpoint {options.endpoint_id}: {reply.secret}")
-    print(f"the previous secret signs too until {when(reply.previous_secret_expire_time)}")
-    print("The secret is shown once: store it now.")
-    return 0
+    return show(
+        options,
+        {"endpoint_id": options.endpoint_id, **as_dict(reply)},
+        [
+            f"new signing secret of webhook endpoint {options.endpoint_id}: {reply.secret}",
+            f"the previous secret signs too until {when(reply.previous_secret_expire_time)}",
+            shown_once("secret"),
+        ],
+    )
 
 
 NOUN = Noun(
