@@ -273,3 +273,26 @@ def test_an_oct_key_token_of_another_kid_is_refused(tokens: SessionTokens) -> No
     )
     with pytest.raises(Unauthenticated):
         tokens.verify(token)
+
+
+def test_a_remembered_token_still_expires_on_time(tokens: SessionTokens, clock: Clock) -> None:
+    """Verifying the same token again answers the same, until exp plus the leeway."""
+    token, _ = tokens.issue(ORG, "sess-1", "user-1", timedelta(minutes=15))
+    first = tokens.verify(token)
+    clock.now = T0 + 900 + 30
+    assert tokens.verify(token) == first
+    clock.now = T0 + 900 + 31
+    with pytest.raises(Unauthenticated, match="invalid or expired credential"):
+        tokens.verify(token)
+
+
+def test_remembered_tokens_stay_bounded(
+    tokens: SessionTokens, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of distinct tokens does not grow memory past the bound; each still verifies."""
+    monkeypatch.setattr("rased.services.ingestion.sessions._VERIFIED_MAX_ENTRIES", 3)
+    issued = [tokens.issue(ORG, f"sess-{n}", None, None)[0] for n in range(7)]
+    for n, token in enumerate(issued):
+        assert tokens.verify(token).session_id == f"sess-{n}"
+        assert len(tokens._verified) <= 3
+    assert tokens.verify(issued[0]).session_id == "sess-0"

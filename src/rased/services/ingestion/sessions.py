@@ -34,6 +34,8 @@ ALGORITHM = "HS256"
 MIN_KEY_BYTES = 32  # HS256 keys shorter than the hash output weaken it (RFC 7518, 3.2)
 _REFUSED = "invalid or expired credential"
 _REQUIRED_CLAIMS = ("iss", "aud", "sub", "org", "iat", "nbf", "exp", "jti")
+# Verified tokens remembered at once; past it, lapsed entries go, then (a flood) all of them.
+_VERIFIED_MAX_ENTRIES = 10_000
 
 
 def key_id_of(key: bytes) -> str:
@@ -47,6 +49,12 @@ class SessionTokens:
 
     `previous_keys` still verify but never sign: rotating the signing key means moving the
     old one there for one `max_ttl`, so tokens already handed out keep working.
+
+    A token that verified is remembered until its expiry (plus the leeway): the SDK sends
+    the same token with every batch, and signature and claims checks were a tenth of the
+    ingestion path's CPU. Nothing else about a verified token can change with time (the
+    keys are fixed for the object's life; `nbf` and `iat`, once passed, stay passed), so
+    the answer is the one a full check would give.
     """
 
     def __init__(
@@ -76,6 +84,8 @@ class SessionTokens:
         self._leeway = int(leeway.total_seconds())
         self._clock = clock
         self._registry = JWSRegistry(algorithms=[ALGORITHM])
+        # token -> (caller, the last second it is valid: exp + leeway)
+        self._verified: dict[str, tuple[Caller, int]] = {}
         self._claims = jwt.JWTClaimsRegistry(
             now=lambda: int(self._clock()),
             leeway=self._leeway,
@@ -141,6 +151,11 @@ class SessionTokens:
 
     def verify(self, token: str) -> Caller:
         """Return the caller a valid token stands for; raise Unauthenticated otherwise."""
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            if int(self._clock()) <= remembered[1]:
+                return remembered[0]
+            del self._verified[token]
         try:
             decoded = jwt.decode(token, self._select_key, registry=self._registry)
             self._claims.validate(decoded.claims)
@@ -153,12 +168,23 @@ class SessionTokens:
         if not (isinstance(org, str) and org and (user is None or isinstance(user, str))):
             logger.info("session token refused: malformed org or uid claim")
             raise Unauthenticated(_REFUSED)
-        return Caller(
+        caller = Caller(
             organization_id=org,
             credential=CredentialKind.SESSION_TOKEN,
             session_id=session,
             user_id=user or None,
         )
+        self._remember(token, caller, int(claims["exp"]) + self._leeway)
+        return caller
+
+    def _remember(self, token: str, caller: Caller, valid_until: int) -> None:
+        """Keep a verified token's caller until `valid_until`, the cache staying bounded."""
+        if len(self._verified) >= _VERIFIED_MAX_ENTRIES:
+            now = int(self._clock())
+            self._verified = {t: v for t, v in self._verified.items() if v[1] >= now}
+            if len(self._verified) >= _VERIFIED_MAX_ENTRIES:
+                self._verified.clear()
+        self._verified[token] = (caller, valid_until)
 
     def _select_key(self, token: Any) -> OctKey:
         """Pick the verifying key named by the header's kid (raise KeyError if none)."""
