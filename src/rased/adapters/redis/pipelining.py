@@ -29,13 +29,13 @@ Build = Callable[[Pipeline], None]
 MAX_GROUPS = 128
 
 
-def _dependency_error(exc: Exception) -> Exception:
+def _dependency_error(exc: Exception, what: str) -> Exception:
     """The error a caller sees for a failed command (the service maps it to a status)."""
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
-        error: Exception = DependencyUnavailable("the event buffer (Redis) is unavailable")
+        error: Exception = DependencyUnavailable(f"{what} is unavailable")
     elif isinstance(exc, ResponseError) and str(exc).startswith("OOM"):
         # noeviction: a full Redis refuses writes rather than drop buffered events.
-        error = DependencyUnavailable("the event buffer (Redis) is full")
+        error = DependencyUnavailable(f"{what} is full")
     else:
         return exc
     error.__cause__ = exc
@@ -56,8 +56,15 @@ class PipelineCoalescer:
     connection resends a whole pipeline.
     """
 
-    def __init__(self, client: aioredis.Redis, load_scripts: Callable[[], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        load_scripts: Callable[[], Awaitable[None]],
+        what: str = "the event buffer (Redis)",
+    ) -> None:
+        """`what` names the store in the errors callers see."""
         self._client = client
+        self._what = what
         self._load_scripts = load_scripts
         self._queue: list[tuple[Build, asyncio.Future[list[Any]]]] = []
         self._scheduled = False
@@ -99,10 +106,10 @@ class PipelineCoalescer:
             error = RuntimeError("Redis kept answering NOSCRIPT after the scripts were loaded")
         except asyncio.CancelledError:
             # The loop is closing: the callers must not wait forever.
-            _fail(groups, DependencyUnavailable("the event buffer was closed"))
+            _fail(groups, DependencyUnavailable(f"{self._what} was closed"))
             raise
         except Exception as exc:  # noqa: BLE001 - it goes to the callers waiting on it
-            error = _dependency_error(exc)
+            error = _dependency_error(exc, self._what)
         _fail(groups, error)
 
     async def _send_once(
@@ -126,7 +133,7 @@ class PipelineCoalescer:
                 continue
             failed = next((reply for reply in own if isinstance(reply, Exception)), None)
             if failed is not None:
-                future.set_exception(_dependency_error(failed))
+                future.set_exception(_dependency_error(failed, self._what))
             else:
                 future.set_result(own)
         return retry

@@ -19,7 +19,9 @@ from rased.adapters.kafka.event_bus import KafkaEventBus
 from rased.adapters.kafka.topics import KafkaTopicSettings
 from rased.adapters.postgres.keys import ApiKeyStore, EncryptionKeyStore
 from rased.adapters.postgres.results import PostgresPendingTransactions
+from rased.adapters.postgres.status_marks import CoalescedStatusMarks
 from rased.adapters.redis.event_buffer import RedisEventBuffer
+from rased.adapters.redis.rate_limits import RedisRateLimits
 from rased.common.crypto import MasterKeyring
 from rased.common.logging import configure_logging
 from rased.common.server import GrpcServer, ServiceHooks, serve
@@ -27,7 +29,6 @@ from rased.services.ingestion.auth import TokenAuthenticator
 from rased.services.ingestion.buffering import TransactionBuffering
 from rased.services.ingestion.intake import BatchIntake, IntakeLimits
 from rased.services.ingestion.jwe import OrgKeyDecryptor
-from rased.services.ingestion.rate_limits import RateLimits
 from rased.services.ingestion.servicer import SELF_VALIDATED, IngestServicer, SessionServicer
 from rased.services.ingestion.sessions import SessionTokens
 from rased.services.ingestion.settings import IngestionSettings
@@ -83,11 +84,11 @@ async def build_server(
         decryptor,
         buffering,
         bus,
-        RateLimits(
-            settings.redis_url,
+        RedisRateLimits(
+            redis,
             settings.rate_limit_per_organization,
             settings.rate_limit_per_session,
-            key_prefix=settings.redis_key_prefix + "rl",
+            key_prefix=settings.redis_key_prefix + "rl:",
         ),
         IntakeLimits(
             max_batch_bytes=settings.max_batch_bytes,
@@ -95,7 +96,7 @@ async def build_server(
             max_event_bytes=settings.max_event_bytes,
             kafka_max_message_bytes=settings.kafka_max_message_bytes,
         ),
-        statuses=PostgresPendingTransactions(pool),
+        statuses=CoalescedStatusMarks(PostgresPendingTransactions(pool)),
     )
 
     stop_sweeping = asyncio.Event()

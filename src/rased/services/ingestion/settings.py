@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from rased.adapters.redis.rate_limits import parse_limit
 from rased.common.settings import ServiceSettings
 from rased.services.ingestion.ports import BufferPolicy
 
@@ -69,10 +70,18 @@ class IngestionSettings(ServiceSettings):
         default=32 * 1024, gt=0, description="Largest single event accepted, in encoded bytes."
     )
     rate_limit_per_organization: str = Field(
-        default="2000/second", description="Batches an organization may send, e.g. 2000/second."
+        default="2000/second",
+        description=(
+            "Batches an organization may send, e.g. 2000/second: that many at once, then "
+            "refilled at that rate."
+        ),
     )
     rate_limit_per_session: str = Field(
-        default="50/second", description="Batches one session may send, e.g. 50/second."
+        default="50/second",
+        description=(
+            "Batches one session may send, e.g. 50/second: that many at once, then refilled "
+            "at that rate."
+        ),
     )
     flush_max_batches: int = Field(
         default=300, gt=0, description="Flush a transaction holding more batches than this."
@@ -95,6 +104,18 @@ class IngestionSettings(ServiceSettings):
         default=timedelta(seconds=30),
         description="Re-publish a flush interrupted (crash) for longer than this.",
     )
+
+    @field_validator("rate_limit_per_organization", "rate_limit_per_session")
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        # Refused here, with the setting's name, rather than when the service starts.
+        try:
+            parse_limit(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit; write it as <batches>/<second|minute|hour|day>"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _flush_fits_in_kafka(self) -> IngestionSettings:
