@@ -89,21 +89,21 @@ class BatchIntake:
             request.batch.session_id if request.HasField("batch") else "encrypted"
         )
         await self.rate_limits.hit(caller.organization_id, session)
-        raw = request.SerializeToString()
-        if len(raw) > self.limits.max_batch_bytes:
+        size = request.ByteSize()
+        if size > self.limits.max_batch_bytes:
             await self._reject(
                 caller,
                 None,
                 pipeline_pb2.REJECTION_STAGE_SIZE_LIMIT,
-                f"batch of {len(raw)} bytes exceeds {self.limits.max_batch_bytes}",
-                raw,
+                f"batch of {size} bytes exceeds {self.limits.max_batch_bytes}",
+                request.SerializeToString(),
             )
             raise PayloadTooLarge(
-                f"batch of {len(raw)} bytes exceeds the limit of {self.limits.max_batch_bytes}",
+                f"batch of {size} bytes exceeds the limit of {self.limits.max_batch_bytes}",
                 self.limits.max_batch_bytes,
-                len(raw),
+                size,
             )
-        batch = await self._open(caller, request, raw)
+        batch = await self._open(caller, request)
         batch, rejected = await self._validate(caller, batch)
         outcome = await self.buffer.accept(caller.organization_id, caller.user_id, batch)
         await self._record_status(caller.organization_id, batch.transaction_id, outcome)
@@ -125,7 +125,7 @@ class BatchIntake:
             await self.statuses.mark(organization_id, transaction_id, PendingStatus.BUFFERED)
 
     async def _open(
-        self, caller: Caller, request: ingest_pb2.SubmitBatchRequest, raw: bytes
+        self, caller: Caller, request: ingest_pb2.SubmitBatchRequest
     ) -> events_pb2.EventBatch:
         if request.WhichOneof("payload") != "encrypted_batch":
             return request.batch
@@ -135,7 +135,7 @@ class BatchIntake:
             )
         except DecryptionFailed as error:
             stage = pipeline_pb2.REJECTION_STAGE_DECRYPT
-            await self._reject(caller, None, stage, str(error), raw)
+            await self._reject(caller, None, stage, str(error), request.SerializeToString())
             raise
         if len(plaintext) > self.limits.max_batch_bytes:
             await self._reject(
@@ -164,18 +164,18 @@ class BatchIntake:
     async def _validate(
         self, caller: Caller, batch: events_pb2.EventBatch
     ) -> tuple[events_pb2.EventBatch, list[ingest_pb2.EventRejection]]:
-        raw = batch.SerializeToString()
         if len(batch.events) > self.limits.max_events_per_batch:
             reason = (
                 f"batch holds {len(batch.events)} events; the limit is "
                 f"{self.limits.max_events_per_batch}"
             )
             stage = pipeline_pb2.REJECTION_STAGE_SIZE_LIMIT
-            await self._reject(caller, batch, stage, reason, raw)
+            await self._reject(caller, batch, stage, reason, batch.SerializeToString())
             raise PayloadTooLarge(reason, self.limits.max_events_per_batch, len(batch.events))
         if caller.session_id is not None and batch.session_id != caller.session_id:
             reason = "the batch's session_id is not the session of the token"
-            await self._reject(caller, batch, pipeline_pb2.REJECTION_STAGE_SCOPE, reason, raw)
+            stage = pipeline_pb2.REJECTION_STAGE_SCOPE
+            await self._reject(caller, batch, stage, reason, batch.SerializeToString())
             raise PermissionDenied(reason)
 
         whole: list[FieldViolation] = []
@@ -202,6 +202,7 @@ class BatchIntake:
             reason = "; ".join(f"{v.field}: {v.description}" for v in whole[:10])
             stage = pipeline_pb2.REJECTION_STAGE_VALIDATION
             paths = list(dict.fromkeys(v.field for v in whole))
+            raw = batch.SerializeToString()
             await self._reject(caller, batch, stage, reason, raw, paths=paths)
             raise ValidationFailed(whole)
         if not per_event:
