@@ -19,11 +19,13 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 from grpc import aio
 
+from leftovers import drop_organizations, drop_redis_keys, drop_topics, warn_on_failure
 from rased.adapters.kafka.topics import KafkaTopicSettings, ensure_topics
 from rased.adapters.postgres.keys import OrganizationStore
 from rased.common.logging import configure_logging
@@ -34,6 +36,8 @@ from rased.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc
 SIGNING = "bench-" + "k" * 40
 MASTER = "bench:" + "A" * 43
 EVENTS_PER_BATCH = 20
+# How the orchestrating process tells the ingestion server its run's topics.
+TOPIC_PREFIX_VARIABLE = "RASED_BENCH_TOPIC_PREFIX"
 BATCHES_PER_TRANSACTION = 4
 
 
@@ -137,7 +141,8 @@ async def serve_ingestion(port: int) -> None:
 
     configure_logging("bench-ingestion", "WARNING")
     settings = IngestionSettings(grpc_port=port)  # type: ignore[call-arg]
-    server = await build_server(settings, KafkaTopicSettings(prefix="bench-"))
+    topics = KafkaTopicSettings(prefix=os.environ[TOPIC_PREFIX_VARIABLE])
+    server = await build_server(settings, topics)
     await server.start()
     print("ready", flush=True)
     await asyncio.Event().wait()
@@ -223,32 +228,82 @@ def _client(port: int, token: str, seconds: float, concurrency: int) -> tuple[in
     return int(result["batches"]), float(result["seconds"])
 
 
-async def _prepare(stack: StackSettings) -> tuple[str, dict[str, str]]:
-    dsn = (
+@dataclass(frozen=True)
+class BenchRun:
+    """What one run writes to the stack, each name its own so that it can be removed."""
+
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def topics(self) -> KafkaTopicSettings:
+        """The run's topics."""
+        return KafkaTopicSettings(prefix=f"bench-ingest-{self.tag}-")
+
+    @property
+    def redis_prefix(self) -> str:
+        """The prefix of the run's Redis keys (buffers, indexes, rate limits)."""
+        return f"benchingest{self.tag}:"
+
+
+def _dsn(stack: StackSettings) -> str:
+    return (
         f"postgresql://{stack.postgres_user}@{stack.host}:{stack.postgres_port}/{stack.postgres_db}"
     )
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    org = await OrganizationStore(pool).create("bench")
+
+
+async def _prepare(stack: StackSettings, run: BenchRun) -> tuple[str, str, dict[str, str]]:
+    """Create the run's organization and topics; return its id, a token and the server env."""
+    pool = await asyncpg.create_pool(_dsn(stack), min_size=1, max_size=2)
+    org = await OrganizationStore(pool).create(f"bench-ingest-{run.tag}")
     await pool.close()
-    await ensure_topics(f"{stack.host}:{stack.kafka_port}", KafkaTopicSettings(prefix="bench-"))
+    await ensure_topics(f"{stack.host}:{stack.kafka_port}", run.topics)
     token, _ = SessionTokens(SIGNING.encode()).issue(org, "sess-bench", None, None)
     env = {
         "RASED_INGESTION_REDIS_URL": f"redis://{stack.host}:{stack.redis_port}/0",
-        "RASED_INGESTION_REDIS_KEY_PREFIX": f"bench{uuid.uuid4().hex[:6]}:",
-        "RASED_INGESTION_POSTGRES_DSN": dsn,
+        "RASED_INGESTION_REDIS_KEY_PREFIX": run.redis_prefix,
+        "RASED_INGESTION_POSTGRES_DSN": _dsn(stack),
         "RASED_INGESTION_KAFKA_BOOTSTRAP_SERVERS": f"{stack.host}:{stack.kafka_port}",
         "RASED_INGESTION_SESSION_TOKEN_SECRET": SIGNING,
         "RASED_INGESTION_MASTER_KEYS": MASTER,
         "RASED_INGESTION_RATE_LIMIT_PER_ORGANIZATION": "1000000/second",
         "RASED_INGESTION_RATE_LIMIT_PER_SESSION": "1000000/second",
+        TOPIC_PREFIX_VARIABLE: run.topics.prefix,
     }
-    return token, env
+    return org, token, env
+
+
+async def _cleanup(stack: StackSettings, run: BenchRun, org: str) -> None:
+    """Remove what the run wrote: each step on its own, so one failing skips no other."""
+    print(f"cleaning up run {run.tag}", flush=True)
+    with warn_on_failure("the organization"):
+        pool = await asyncpg.create_pool(_dsn(stack), min_size=1, max_size=1)
+        try:
+            await drop_organizations(pool, [org])
+        finally:
+            await pool.close()
+    with warn_on_failure("the Kafka topics"):
+        names = [spec.name for spec in run.topics.specs()]
+        await drop_topics(f"{stack.host}:{stack.kafka_port}", names)
+    with warn_on_failure("the Redis keys"):
+        await drop_redis_keys(f"redis://{stack.host}:{stack.redis_port}/0", run.redis_prefix)
 
 
 def run_benchmark(seconds: float, concurrency: int, rounds: int, report: Path | None) -> None:
     """Measure both servers `rounds` times, alternating, and print (and record) the figures."""
     stack = StackSettings()
-    token, env = asyncio.run(_prepare(stack))
+    run = BenchRun()
+    org, token, env = asyncio.run(_prepare(stack, run))
+    try:
+        rates = _measure(token, env, seconds, concurrency, rounds)
+    finally:
+        asyncio.run(_cleanup(stack, run, org))
+    _summarize(rates, seconds, concurrency, rounds, report)
+
+
+def _measure(
+    token: str, env: dict[str, str], seconds: float, concurrency: int, rounds: int
+) -> dict[str, list[float]]:
+    """Run each server `rounds` times, alternating; return the rates of each."""
     rates: dict[str, list[float]] = {"noop": [], "framework": [], "ingestion": []}
     for round_ in range(rounds):
         for kind, port in (("noop", 50161), ("framework", 50163), ("ingestion", 50162)):
@@ -266,6 +321,16 @@ def run_benchmark(seconds: float, concurrency: int, rounds: int, report: Path | 
                 f"{elapsed:5.1f} s = {rate:8.1f} batches/s",
                 flush=True,
             )
+    return rates
+
+
+def _summarize(
+    rates: dict[str, list[float]],
+    seconds: float,
+    concurrency: int,
+    rounds: int,
+    report: Path | None,
+) -> None:
     noop = sorted(rates["noop"])[len(rates["noop"]) // 2]
     framework = sorted(rates["framework"])[len(rates["framework"]) // 2]
     full = sorted(rates["ingestion"])[len(rates["ingestion"]) // 2]

@@ -58,6 +58,7 @@ from numpy.typing import NDArray
 from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 
+from leftovers import drop_organizations, drop_redis_keys, drop_topics, warn_on_failure
 from rased.adapters.cassandra.data_keys import CassandraDataKeys
 
 # The worker's own INSERT, so that the driver's pattern sends exactly the same statement.
@@ -1045,45 +1046,15 @@ async def run_all(
 async def cleanup(stack: StackSettings, run: BenchRun, pool: asyncpg.Pool, orgs: list[str]) -> None:
     """Remove what the run wrote: each step on its own, so one failing skips no other."""
     print(f"cleaning up run {run.tag}", flush=True)
-    with _warn("the organizations"):
-        # Keys, results, cursors and statuses go with them (ON DELETE CASCADE).
-        await pool.execute(
-            "DELETE FROM organizations WHERE id = ANY($1::uuid[])", [uuid.UUID(o) for o in orgs]
-        )
-    with _warn("the Cassandra keyspace"):
+    with warn_on_failure("the organizations"):
+        await drop_organizations(pool, orgs)
+    with warn_on_failure("the Cassandra keyspace"):
         async with cassandra_session([stack.host], stack.cassandra_port) as session:
             await execute(session, f"DROP KEYSPACE IF EXISTS {run.keyspace}")
-    with _warn("the Kafka topics"):
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_servers(stack))
-        await admin.start()
-        try:
-            names = [spec.name for spec in run.topics.specs()]
-            existing = set(await admin.list_topics())
-            # The groups' offsets go with their topics; the empty groups expire on their own.
-            await admin.delete_topics([name for name in names if name in existing])
-        finally:
-            await admin.close()
-    with _warn("the Redis keys"):
-        redis = aioredis.Redis.from_url(f"redis://{stack.host}:{stack.redis_port}/0")
-        try:
-            batch: list[bytes] = []
-            async for key in redis.scan_iter(match=f"{run.redis_prefix}*", count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    await redis.delete(*batch)
-                    batch.clear()
-            if batch:
-                await redis.delete(*batch)
-        finally:
-            await redis.aclose()
-
-
-@contextlib.contextmanager
-def _warn(what: str) -> Any:
-    try:
-        yield
-    except Exception as exc:  # noqa: BLE001 - a cleanup step that fails must not hide the rest
-        print(f"could not remove {what}: {exc!r}", flush=True)
+    with warn_on_failure("the Kafka topics"):
+        await drop_topics(kafka_servers(stack), [spec.name for spec in run.topics.specs()])
+    with warn_on_failure("the Redis keys"):
+        await drop_redis_keys(f"redis://{stack.host}:{stack.redis_port}/0", run.redis_prefix)
 
 
 def print_summary(figures: Figures) -> None:
