@@ -294,94 +294,133 @@ def run_benchmark(seconds: float, concurrency: int, rounds: int, report: Path | 
     run = BenchRun()
     org, token, env = asyncio.run(_prepare(stack, run))
     try:
-        rates = _measure(token, env, seconds, concurrency, rounds)
+        found = _measure(token, env, seconds, concurrency, rounds)
     finally:
         asyncio.run(_cleanup(stack, run, org))
-    _summarize(rates, seconds, concurrency, rounds, report)
+    _summarize(found, seconds, concurrency, rounds, report)
+
+
+@dataclass
+class Measurements:
+    """Per server kind: batches per second, and the server's CPU seconds per batch."""
+
+    rates: dict[str, list[float]] = field(default_factory=dict)
+    cpu_per_batch: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, kind: str, rate: float, cpu_per_batch: float) -> None:
+        """Record one run."""
+        self.rates.setdefault(kind, []).append(rate)
+        self.cpu_per_batch.setdefault(kind, []).append(cpu_per_batch)
+
+
+KINDS = (("noop", 50161), ("framework", 50163), ("ingestion", 50162))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux: /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _measure(
     token: str, env: dict[str, str], seconds: float, concurrency: int, rounds: int
-) -> dict[str, list[float]]:
-    """Run each server `rounds` times, alternating; return the rates of each."""
-    rates: dict[str, list[float]] = {"noop": [], "framework": [], "ingestion": []}
+) -> Measurements:
+    """Run each server `rounds` times, alternating; return the rates and CPU of each."""
+    found = Measurements()
     for round_ in range(rounds):
-        for kind, port in (("noop", 50161), ("framework", 50163), ("ingestion", 50162)):
+        for kind, port in KINDS:
             server = _spawn(kind, port, env)
             try:
                 _client(port, token, 2.0, concurrency)  # warm-up, not counted
+                cpu_before = _cpu_seconds(server.pid)
                 batches, elapsed = _client(port, token, seconds, concurrency)
+                cpu = _cpu_seconds(server.pid) - cpu_before
             finally:
                 server.terminate()
                 server.wait(timeout=30)
             rate = batches / elapsed
-            rates[kind].append(rate)
+            found.add(kind, rate, cpu / batches)
             print(
                 f"round {round_ + 1}/{rounds} {kind:<9} {batches:6d} batches in "
-                f"{elapsed:5.1f} s = {rate:8.1f} batches/s",
+                f"{elapsed:5.1f} s = {rate:8.1f} batches/s, server CPU "
+                f"{cpu / batches * 1e6:6.0f} us/batch",
                 flush=True,
             )
-    return rates
+    return found
 
 
 def _summarize(
-    rates: dict[str, list[float]],
+    found: Measurements,
     seconds: float,
     concurrency: int,
     rounds: int,
     report: Path | None,
 ) -> None:
-    noop = sorted(rates["noop"])[len(rates["noop"]) // 2]
-    framework = sorted(rates["framework"])[len(rates["framework"]) // 2]
-    full = sorted(rates["ingestion"])[len(rates["ingestion"]) // 2]
-    ratio = full / noop
-    print(f"\nno-op servicer: {noop:.1f} batches/s (median of {rounds})")
-    print(f"no-op servicer in Rased's server bootstrap: {framework:.1f} batches/s")
-    print(f"full ingestion: {full:.1f} batches/s (median of {rounds})")
-    print(f"ratio: {ratio:.2f} (goal >= 0.70)")
+    """Print the medians and ratios; write them into the report."""
+    rates, cpu = found.rates, found.cpu_per_batch
+    ratio = _median(rates["ingestion"]) / _median(rates["noop"])
+    cpu_ratio = _median(cpu["noop"]) / _median(cpu["ingestion"])
+    for kind, label in (
+        ("noop", "no-op servicer"),
+        ("framework", "no-op servicer in Rased's server bootstrap"),
+        ("ingestion", "full ingestion"),
+    ):
+        print(
+            f"{label}: {_median(rates[kind]):.1f} batches/s, server CPU "
+            f"{_median(cpu[kind]) * 1e6:.0f} us/batch (medians of {rounds})"
+        )
+    print(f"ratio: {ratio:.2f} (goal >= 0.70); server CPU ratio (no-op / full): {cpu_ratio:.2f}")
     if report is not None:
-        _write_report(report, noop, full, ratio, seconds, concurrency, rounds, rates)
+        _write_report(report, found, ratio, cpu_ratio, seconds, concurrency, rounds)
 
 
 def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
+_LABELS = {
+    "noop": "no-op grpc.aio servicer (same proto, same client)",
+    "framework": "the same no-op servicer inside Rased's server bootstrap (correlation, "
+    "metrics, error and validation interceptors, health)",
+    "ingestion": "full path: auth (session JWT), rate limits, size checks, protovalidate, "
+    "Redis append, Kafka flush, pending-status marks",
+}
+
+
 def _write_report(
     report: Path,
-    noop: float,
-    full: float,
+    found: Measurements,
     ratio: float,
+    cpu_ratio: float,
     seconds: float,
     concurrency: int,
     rounds: int,
-    rates: dict[str, list[float]],
 ) -> None:
+    rows = [
+        f"| {_LABELS[kind]} | {_median(found.rates[kind]):.0f} | "
+        + ", ".join(f"{r:.0f}" for r in found.rates[kind])
+        + f" | {_median(found.cpu_per_batch[kind]) * 1e6:.0f} |"
+        for kind, _ in KINDS
+    ]
     section = "\n".join(
         [
             "## Ingestion: batches per second (bench/ingest.py)",
             "",
             f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}; "
+            f"{os.cpu_count()} cores, Python {platform.python_version()} (load average "
+            f"{os.getloadavg()[0]:.1f} at the end: the machine is shared); "
             f"{concurrency} concurrent client calls, {seconds:.0f} s per run, "
             f"{rounds} alternating runs per server, median shown. One server process at a "
-            "time; client, Redis and Kafka share the same cores.",
+            "time; client, Redis and Kafka share the same cores. Server CPU is the server "
+            "process's user + system time over the timed run, per batch: it depends less on "
+            "what else the machine runs than the rates do.",
             "",
-            "| server | batches/s | runs |",
-            "|---|---|---|",
-            f"| no-op grpc.aio servicer (same proto, same client) | {noop:.0f} | "
-            + ", ".join(f"{r:.0f}" for r in rates["noop"])
-            + " |",
-            "| the same no-op servicer inside Rased's server bootstrap (correlation, metrics, "
-            f"error and validation interceptors, health) | {_median(rates['framework']):.0f} | "
-            + ", ".join(f"{r:.0f}" for r in rates["framework"])
-            + " |",
-            "| full path: auth (session JWT), rate limits, size checks, protovalidate, Redis "
-            f"append, Kafka flush | {full:.0f} | "
-            + ", ".join(f"{r:.0f}" for r in rates["ingestion"])
-            + " |",
+            "| server | batches/s | runs | server CPU µs per batch |",
+            "|---|---|---|---|",
+            *rows,
             "",
-            f"**Ratio: {ratio:.2f}** (goal: at least 0.70).",
+            f"**Ratio: {ratio:.2f}** (goal: at least 0.70). Server CPU per batch, no-op over "
+            f"full path: {cpu_ratio:.2f}.",
             "",
         ]
     )
