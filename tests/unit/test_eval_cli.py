@@ -135,3 +135,19 @@ def test_takeover_bad_input_fails_clearly(
     assert "no <user>/<session> files" in capsys.readouterr().err
     assert main([*base, "--labels", str(tmp_path / "nolabels.csv")]) == 2
     assert "nolabels.csv: no such file" in capsys.readouterr().err
+
+
+def test_bot_sessions_prints_aucs_and_cases(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bot-sessions", "--users", "6", "--sessions-per-user", "8", "--seed", "5"]
+    assert main([*args, "--bot-rate", "0.4"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 5, 6 users x 8" in out
+    assert re.search(r"ROC AUC owner vs bot \d\.\d{4}  people .* vs bot \d\.\d{4}", out), out
+    assert re.search(r"^\s+owner\s+\d+\s+\d\.\d{3}", out, re.MULTILINE), out
+    assert re.search(r"^\s+all bot\s+\d+", out, re.MULTILINE), out
+
+
+def test_bot_sessions_rejects_a_bad_bot_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["bot-sessions", "--bot-rate", "1.5"])
+    assert "must be between 0 and 0.9" in capsys.readouterr().err

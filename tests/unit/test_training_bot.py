@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from rased.eval import generated_sessions
 from rased.eval.onnx_model import ModelError, OnnxClassifier
 from rased.features.pointer import BOT_FEATURE_NAMES, N_BOT_FEATURES
 from rased.features.trajectory import PointerAction, Trajectory
-from rased.training import synthetic_bots
-from rased.training.bot_detection import decimated, features_of, fit_model, reference_samples
+from rased.training import synthetic_bots, synthetic_sessions
+from rased.training.bot_detection import (
+    GENERATED_SEED_OFFSET,
+    BotTrainingConfig,
+    decimated,
+    features_of,
+    fit_model,
+    reference_samples,
+    train_bot_detection,
+)
 from rased.training.onnx_export import export_classifier, run_probabilities
 from rased.training.split import is_test
 
@@ -69,3 +82,57 @@ def test_onnx_export_matches_scikit_learn(tmp_path: Path) -> None:
         OnnxClassifier(path, [*BOT_FEATURE_NAMES, "extra"])
     with pytest.raises(ModelError, match="no such model"):
         OnnxClassifier(tmp_path / "missing.onnx", BOT_FEATURE_NAMES)
+
+
+DELBOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "delbot_mouse"
+
+
+def delbot_head(dest: Path, per_source: int) -> None:
+    """Write the first `per_source` sessions of every DELBOT source (both splits)."""
+    with gzip.open(DELBOT / "train.csv.gz", "rt", newline="") as src:
+        reader = csv.reader(src)
+        rows = [next(reader)]
+        kept: dict[str, set[str]] = {}
+        for row in reader:
+            chosen = kept.setdefault(row[1], set())
+            if row[2] not in chosen and len(chosen) >= per_source:
+                continue
+            chosen.add(row[2])
+            rows.append(row)
+    with gzip.open(dest, "wt", newline="") as out:
+        csv.writer(out).writerows(rows)
+
+
+@pytest.mark.skipif(not (DELBOT / "train.csv.gz").is_file(), reason="shared data not present")
+def test_training_includes_generated_sessions_from_their_own_seed(tmp_path: Path) -> None:
+    delbot_head(tmp_path / "delbot.csv.gz", per_source=10)
+    cfg = BotTrainingConfig(
+        seed=3,
+        synthetic_per_family=4,
+        reference_samples=40,
+        held_out_evaluation=False,
+        generated_users=5,
+        generated_sessions_per_user=8,
+        generated_evaluation=False,
+    )
+    messages: list[str] = []
+    report = train_bot_detection(tmp_path / "delbot.csv.gz", tmp_path, cfg, messages.append)
+    assert cfg.generated_seed == 3 + GENERATED_SEED_OFFSET != generated_sessions.EVAL_SEED
+    assert report.counts["generated_seed"] == cfg.generated_seed
+    assert report.counts["generated_human"] > 0 and report.counts["generated_bot"] > 0
+    rows = generated_sessions.pointer_rows(
+        synthetic_sessions.generate_sessions(5, 8, cfg.generated_seed, bot_rate=0.4)
+    )
+    assert report.counts["generated_bot"] == int(rows.is_bot.sum())
+    assert report.counts["generated_human"] == int((rows.is_bot == 0).sum())
+    # Generated sessions are trained on, never tested: the test split is DELBOT's alone.
+    assert report.counts["test_sessions"] == report.test_metrics["sessions"]
+    assert all(src.startswith("circles_") for src in report.test_per_source)
+    assert (tmp_path / "bot_detection" / "1" / "model.onnx").is_file()
+    json.dumps(asdict(report))  # what python -m rased.training writes
+
+
+def test_training_refuses_a_seed_whose_population_is_the_evaluation_one(tmp_path: Path) -> None:
+    cfg = BotTrainingConfig(seed=generated_sessions.EVAL_SEED - GENERATED_SEED_OFFSET)
+    with pytest.raises(ValueError, match="evaluation"):
+        train_bot_detection(tmp_path / "unused.csv.gz", tmp_path, cfg, lambda _: None)

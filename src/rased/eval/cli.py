@@ -9,6 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rased.eval.generated_sessions import (
+    EVAL_BOT_RATE,
+    EVAL_SEED,
+    EVAL_SESSIONS_PER_USER,
+    EVAL_USERS,
+)
 from rased.eval.latency import TritonUnreachable
 from rased.eval.metrics import (
     equal_error_rate,
@@ -87,6 +93,27 @@ def _bot(args: argparse.Namespace) -> int:
             f"  {src:<28} {('bot' if label else 'human'):<6} {int(own.sum()):>8} "
             f"{_fmt(auc):>8} {_fmt(eer):>7} {_fmt(ece):>7}"
         )
+    return 0
+
+
+def _bot_sessions(args: argparse.Namespace) -> int:
+    from rased.eval.generated_sessions import evaluation_rows, format_report, score_report
+
+    model = OnnxClassifier(args.model_repository / BOT_MODEL, BOT_FEATURE_NAMES)
+    _progress(
+        f"generating {args.users} users x {args.sessions_per_user} sessions (seed {args.seed})"
+    )
+    rows = evaluation_rows(args.seed, args.users, args.sessions_per_user, args.bot_rate)
+    if not rows.label.size:
+        raise DatasetError("no generated session has enough pointer events to score")
+    report = score_report(rows, model.probabilities(rows.x))
+    print(
+        f"bot_detection on generated sessions (rased.training.synthetic_sessions, seed "
+        f"{args.seed}, {args.users} users x {args.sessions_per_user}, bot rate "
+        f"{args.bot_rate}): {rows.label.size} sessions with pointer events, model {model.path}"
+    )
+    for line in format_report(report):
+        print(line)
     return 0
 
 
@@ -231,6 +258,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEED",
         help="score only the sessions training with this seed held out (its test split)",
     )
+    gen = commands.add_parser(
+        "bot-sessions",
+        help="bot_detection on generated SDK sessions (owners, intruders, bots filling a form)",
+    )
+    gen.add_argument(
+        "--model-repository",
+        type=Path,
+        default=_REPO / "model_repository",
+        help="folder holding bot_detection/1/model.onnx (default: the repository's)",
+    )
+    gen.add_argument(
+        "--seed",
+        type=int,
+        default=EVAL_SEED,
+        help=f"generator seed (default {EVAL_SEED}; training never uses it)",
+    )
+    gen.add_argument("--users", type=_positive, default=EVAL_USERS, help="generated accounts")
+    gen.add_argument(
+        "--sessions-per-user", type=_positive, default=EVAL_SESSIONS_PER_USER, help="per account"
+    )
+    gen.add_argument(
+        "--bot-rate",
+        type=_rate,
+        default=EVAL_BOT_RATE,
+        help=f"share of sessions after an account's first that are bots (default {EVAL_BOT_RATE})",
+    )
     take = commands.add_parser(
         "takeover", help="per-user mouse-dynamics profiles on Balabit-format sessions"
     )
@@ -276,6 +329,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 0.9:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 0.9, got {value}")
+    return value
+
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -289,7 +352,13 @@ def _non_negative(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run `rased-eval`; return 0 on success, 2 on bad input (with a one-line reason)."""
     args = build_parser().parse_args(argv)
-    handlers = {"bot": _bot, "takeover": _takeover, "keystroke": _keystroke, "latency": _latency}
+    handlers = {
+        "bot": _bot,
+        "bot-sessions": _bot_sessions,
+        "takeover": _takeover,
+        "keystroke": _keystroke,
+        "latency": _latency,
+    }
     try:
         return handlers[args.command](args)
     except (DatasetError, ModelError, TritonUnreachable) as exc:

@@ -1,7 +1,8 @@
 """`python -m rased.training`: train every model and export it to ONNX.
 
-bot_detection learns from the shared public data; session_scores from generated sessions
-(`rased.training.synthetic_sessions`). Both are seeded: the same seed writes the same bytes.
+bot_detection learns from the shared public data and generated sessions; session_scores
+from generated sessions (`rased.training.synthetic_sessions`). Both are seeded: the same
+seed writes the same bytes.
 """
 
 from __future__ import annotations

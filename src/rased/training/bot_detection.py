@@ -5,8 +5,10 @@ and how regular its steps and intervals are, without the scale of the drawing or
 per-event kinematics a device's event delivery distorts.
 
 Training data: DELBOT-Mouse sessions (seeded split by session; the test part is never
-fitted), scripted-bot trajectories from `synthetic_bots`, and "reference" points drawn
-around and between the people's feature values and labelled bot. The reference points
+fitted), scripted-bot trajectories from `synthetic_bots`, generated SDK sessions from
+`synthetic_sessions` (people and scripts filling a form: the task live traffic has, which
+no circle drawing shows; from generator seeds no evaluation uses), and "reference" points
+drawn around and between the people's feature values and labelled bot. The reference points
 teach the model that whatever does not look like a person is suspect, which is what lets
 it flag bot families it has never seen (classification against a reference density, as
 in Hastie, Tibshirani & Friedman, Elements of Statistical Learning, section 14.2.4).
@@ -26,16 +28,25 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import StratifiedKFold
 
+from rased.eval import generated_sessions
+from rased.eval.generated_sessions import GeneratedBotReport
 from rased.eval.metrics import equal_error_rate, expected_calibration_error, roc_auc
 from rased.features.pointer import BOT_FEATURE_NAMES, bot_features
 from rased.features.trajectory import PointerAction, Trajectory
-from rased.training import synthetic_bots
+from rased.training import synthetic_bots, synthetic_sessions
 from rased.training.datasets import LabelledSession, read_delbot
 from rased.training.onnx_export import export_classifier
 from rased.training.split import is_test
 
 MODEL_NAME = "bot_detection"
 SYNTHETIC_SOURCE = "synthetic_bot_"
+# Generated SDK sessions: owners and intruders (people, label 0) and scripts (label 1).
+GENERATED_HUMAN = "generated_human"
+GENERATED_BOT = "generated_bot"
+GENERATED_SOURCES = (GENERATED_HUMAN, GENERATED_BOT)
+# The training population's generator seed is the training seed plus this: far from the
+# evaluation seeds (generated_sessions.EVAL_SEED, session_scores' seed and seed + 1).
+GENERATED_SEED_OFFSET = 1000
 _CALIBRATION_FOLDS = 5
 _JOBS = 2
 _REFERENCE_MARGIN = 1.0  # the reference box spans the people's 1-99% range, widened by this
@@ -53,6 +64,17 @@ class BotTrainingConfig:
     synthetic_per_family: int = 200
     reference_samples: int = 1000
     held_out_evaluation: bool = True
+    # Generated SDK sessions to train on (0 users: none): accounts x sessions, bot share.
+    generated_users: int = 100
+    generated_sessions_per_user: int = 12
+    generated_bot_rate: float = 0.4
+    # Score the generated evaluation population (generated_sessions.EVAL_SEED) after training.
+    generated_evaluation: bool = True
+
+    @property
+    def generated_seed(self) -> int:
+        """Generator seed of the training population (never an evaluation seed)."""
+        return self.seed + GENERATED_SEED_OFFSET
 
 
 @dataclass
@@ -63,6 +85,8 @@ class BotTrainingReport:
     test_per_source: dict[str, dict[str, float]] = field(default_factory=dict)
     held_out_family_auc: dict[str, float] = field(default_factory=dict)
     held_out_device_auc: dict[str, float] = field(default_factory=dict)
+    # Generated sessions of another population (generated_sessions.EVAL_SEED), never fitted.
+    generated_test: GeneratedBotReport = field(default_factory=GeneratedBotReport)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -157,7 +181,29 @@ def _load(path: Path, cfg: BotTrainingConfig, log: Log) -> _Data:
     sources += [SYNTHETIC_SOURCE + f for f in families]
     test = np.r_[test, np.zeros(len(bots), dtype=bool)]
     log(f"bot_detection: features of {len(trajectories)} trajectories")
-    return _Data(features_of(trajectories), np.array(labels), np.array(sources), test)
+    x = features_of(trajectories)
+    generated = _generated(cfg, log)
+    x = np.vstack([x, generated.x])
+    labels += generated.is_bot.tolist()
+    sources += [GENERATED_BOT if bot else GENERATED_HUMAN for bot in generated.is_bot]
+    test = np.r_[test, np.zeros(generated.label.size, dtype=bool)]
+    return _Data(x, np.array(labels), np.array(sources), test)
+
+
+def _generated(cfg: BotTrainingConfig, log: Log) -> generated_sessions.PointerRows:
+    """The generated training population's sessions with enough pointer events to score."""
+    sessions = synthetic_sessions.generate_sessions(
+        cfg.generated_users,
+        cfg.generated_sessions_per_user,
+        cfg.generated_seed,
+        bot_rate=cfg.generated_bot_rate,
+    )
+    rows = generated_sessions.pointer_rows(sessions)
+    log(
+        f"bot_detection: {rows.label.size} of {len(sessions)} generated sessions (seed "
+        f"{cfg.generated_seed}) have pointer events: {int(rows.is_bot.sum())} bot"
+    )
+    return rows
 
 
 def _with_reference(
@@ -180,7 +226,8 @@ def _held_out(data: _Data, cfg: BotTrainingConfig, report: BotTrainingReport, lo
     """AUC on a family (or device) the model never saw: trained without it, tested on it."""
     train = ~data.test
     real_test = data.test
-    for fam in sorted(set(data.source[data.y == 1])):
+    # The generated sessions are trained on in every fit, never left out or tested here.
+    for fam in sorted(set(data.source[data.y == 1]) - set(GENERATED_SOURCES)):
         synthetic = fam.startswith(SYNTHETIC_SOURCE)
         keep = train & (data.source != fam)
         x, y = _with_reference(data.x[keep], data.y[keep], cfg.reference_samples, cfg.seed)
@@ -190,7 +237,7 @@ def _held_out(data: _Data, cfg: BotTrainingConfig, report: BotTrainingReport, lo
         rows = fam_rows | (real_test & (data.y == 0))
         report.held_out_family_auc[fam] = roc_auc(data.y[rows], predict(model, data.x[rows]))
         log(f"bot_detection: held-out family {fam}: AUC {report.held_out_family_auc[fam]:.4f}")
-    for dev in sorted(set(data.source[data.y == 0])):
+    for dev in sorted(set(data.source[data.y == 0]) - set(GENERATED_SOURCES)):
         keep = train & (data.source != dev)
         x, y = _with_reference(data.x[keep], data.y[keep], cfg.reference_samples, cfg.seed)
         model = fit_model(x, y, cfg.seed)
@@ -203,15 +250,25 @@ def _held_out(data: _Data, cfg: BotTrainingConfig, report: BotTrainingReport, lo
 def train_bot_detection(
     delbot_csv: Path, repository: Path, cfg: BotTrainingConfig, log: Log
 ) -> BotTrainingReport:
-    """Train, evaluate and export bot_detection to `repository/bot_detection/1/model.onnx`."""
+    """Train, evaluate and export bot_detection to `repository/bot_detection/1/model.onnx`.
+
+    Raises:
+        ValueError: the seed's generated training population is the evaluation population.
+    """
+    if cfg.generated_seed == generated_sessions.EVAL_SEED:
+        raise ValueError(f"seed {cfg.seed}: its generated population is the evaluation one")
     started = time.monotonic()
     data = _load(delbot_csv, cfg, log)
     report = BotTrainingReport()
-    real = ~np.char.startswith(data.source, SYNTHETIC_SOURCE)
+    synthetic = np.char.startswith(data.source, SYNTHETIC_SOURCE)
+    generated = np.isin(data.source, GENERATED_SOURCES)
     report.counts = {
-        "train_trajectories_real": int((~data.test & real).sum()),
+        "train_trajectories_real": int((~data.test & ~synthetic & ~generated).sum()),
         "test_sessions": int(data.test.sum()),
-        "synthetic_bots": int((~real).sum()),
+        "synthetic_bots": int(synthetic.sum()),
+        "generated_human": int((data.source == GENERATED_HUMAN).sum()),
+        "generated_bot": int((data.source == GENERATED_BOT).sum()),
+        "generated_seed": cfg.generated_seed,
         "reference_samples": cfg.reference_samples,
     }
     if cfg.held_out_evaluation:
@@ -227,6 +284,14 @@ def train_bot_detection(
         m = _metrics(yt[rows], p[rows])
         m["sessions"] = float((st == src).sum())
         report.test_per_source[src] = m
+    if cfg.generated_evaluation:
+        log(f"bot_detection: scoring generated sessions (seed {generated_sessions.EVAL_SEED})")
+        rows = generated_sessions.evaluation_rows()
+        report.generated_test = generated_sessions.score_report(rows, predict(model, rows.x))
+        log(
+            "bot_detection: generated test AUC owner vs bot "
+            f"{report.generated_test.roc_auc_owner_vs_bot}"
+        )
     path = repository / MODEL_NAME / "1" / "model.onnx"
     export_classifier(
         model,
