@@ -238,6 +238,15 @@ def _latency(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_repository(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--model-repository",
+        type=Path,
+        default=_REPO / "model_repository",
+        help="folder holding bot_detection/1/model.onnx (default: the repository's)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every `rased-eval` subcommand."""
     parser = argparse.ArgumentParser(
@@ -246,12 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     bot = commands.add_parser("bot", help="bot_detection on DELBOT-format sessions")
     bot.add_argument("--csv", type=Path, required=True, help="DELBOT CSV, plain or gzip")
-    bot.add_argument(
-        "--model-repository",
-        type=Path,
-        default=_REPO / "model_repository",
-        help="folder holding bot_detection/1/model.onnx (default: the repository's)",
-    )
+    _add_model_repository(bot)
     bot.add_argument(
         "--held-out-split",
         type=int,
@@ -262,12 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bot-sessions",
         help="bot_detection on generated SDK sessions (owners, intruders, bots filling a form)",
     )
-    gen.add_argument(
-        "--model-repository",
-        type=Path,
-        default=_REPO / "model_repository",
-        help="folder holding bot_detection/1/model.onnx (default: the repository's)",
-    )
+    _add_model_repository(gen)
     gen.add_argument(
         "--seed",
         type=int,
