@@ -47,14 +47,19 @@ async def test_a_session_gets_its_burst_then_is_told_how_long_to_wait(
         await limits.hit("org-a", "sess-1")
     # One batch more every 60/10 = 6 s.
     assert timedelta(seconds=5) < refused.value.retry_after <= timedelta(seconds=6)
-    assert "per session" in str(refused.value)
+    assert str(refused.value).startswith("rate limit of 10 per 1 minute per session reached")
+    assert str(refused.value).endswith(" s")
     # Other sessions of the organization are not held back.
     assert await _count_allowed(limits, "org-a", "sess-2", 10) == 10
 
 
 async def test_the_bucket_refills_at_the_limits_rate(client: aioredis.Redis) -> None:
     limits = _limits(client, "1000/second", "5/second")
-    assert await _count_allowed(limits, "org-b", "sess-1", 8) == 5
+    assert await _count_allowed(limits, "org-b", "sess-1", 5) == 5
+    with pytest.raises(QuotaExceeded, match=r"retry in \d+ ms$"):
+        await limits.hit("org-b", "sess-1")
+    with pytest.raises(QuotaExceeded):
+        await limits.hit("org-b", "sess-1")
     await asyncio.sleep(0.45)  # two batches' worth (one every 200 ms)
     assert await _count_allowed(limits, "org-b", "sess-1", 5) == 2
 

@@ -87,7 +87,13 @@ class RedisRateLimits:
             item = self._limits[refused - 1]
             wait = timedelta(milliseconds=max(wait_ms, 1))
             raise QuotaExceeded(
-                f"rate limit of {item} per {_SCOPES[refused]} reached; "
-                f"retry in {wait.total_seconds():.1f} s",
+                f"rate limit of {item} per {_SCOPES[refused]} reached; retry in {_said(wait)}",
                 wait,
             )
+
+
+def _said(wait: timedelta) -> str:
+    """A wait as people read it: milliseconds under a second, else seconds."""
+    if wait < timedelta(seconds=1):
+        return f"{wait // timedelta(milliseconds=1)} ms"
+    return f"{wait.total_seconds():.1f} s"
