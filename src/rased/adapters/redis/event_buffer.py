@@ -30,14 +30,14 @@ from __future__ import annotations
 import secrets
 import zlib
 from collections.abc import Sequence
-from functools import cache, partial
-from importlib import resources
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from rased.adapters.redis.lua_scripts import lua_source
 from rased.adapters.redis.pipelining import Build, PipelineCoalescer
 from rased.services.ingestion.buffer_store import (
     AppendResult,
@@ -61,11 +61,6 @@ _IDLE = int(ingest_pb2.FLUSH_REASON_IDLE)
 def new_flush_token() -> str:
     """A fresh token naming one flush attempt (its flush index entry, its idempotency)."""
     return secrets.token_hex(8)
-
-
-@cache
-def _load_lua(name: str) -> str:
-    return (resources.files(__package__) / "lua" / name).read_text(encoding="utf-8")
 
 
 def _check_ids(transaction: TransactionKey) -> str:
@@ -129,12 +124,12 @@ class RedisEventBuffer:
         self._shards = policy.deadline_shards
         self._dedup_ttl_ms = str(int(policy.dedup_ttl.total_seconds() * 1000))
         self._idle_ms = int(policy.idle_timeout.total_seconds() * 1000)
-        common = _load_lua("common.lua")
-        self._append = client.register_script(common + _load_lua("append.lua"))
-        self._move = client.register_script(common + _load_lua("move.lua"))
-        self._stale = client.register_script(_load_lua("stale.lua"))
-        self._claim = client.register_script(_load_lua("claim.lua"))
-        self._settle = client.register_script(_load_lua("settle.lua"))
+        common = lua_source("common.lua")
+        self._append = client.register_script(common + lua_source("append.lua"))
+        self._move = client.register_script(common + lua_source("move.lua"))
+        self._stale = client.register_script(lua_source("stale.lua"))
+        self._claim = client.register_script(lua_source("claim.lua"))
+        self._settle = client.register_script(lua_source("settle.lua"))
         self._scripts = (self._append, self._move, self._stale, self._claim, self._settle)
         self._pipelines = PipelineCoalescer(client, self._load_scripts)
 

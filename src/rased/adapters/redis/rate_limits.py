@@ -10,22 +10,16 @@ refused it. Its notation ("2000/second") and parser are kept for the settings.
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cache
-from importlib import resources
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse
 from redis.asyncio.client import Pipeline
 
+from rased.adapters.redis.lua_scripts import lua_source
 from rased.adapters.redis.pipelining import PipelineCoalescer
 from rased.common.errors import QuotaExceeded
 
 _SCOPES = {1: "organization", 2: "session"}
-
-
-@cache
-def _script_text() -> str:
-    return (resources.files(__package__) / "lua" / "rate_limit.lua").read_text(encoding="utf-8")
 
 
 def parse_limit(notation: str) -> RateLimitItem:
@@ -58,7 +52,7 @@ class RedisRateLimits:
         self._args = tuple(
             number for item in self._limits for number in (item.amount, item.get_expiry() * 1000)
         )
-        self._script = client.register_script(_script_text())
+        self._script = client.register_script(lua_source("rate_limit.lua"))
         self._pipelines = PipelineCoalescer(
             client, self._load_script, what="the rate limits (Redis)"
         )
