@@ -91,6 +91,8 @@ eval: $(STAMP) ## Evaluate the models on the held-out split of the shared data
 	@$(BIN)/rased-eval bot --csv $(DATA)/delbot_mouse/train.csv.gz --held-out-split 42
 	@$(BIN)/rased-eval takeover --train $(DATA)/balabit/training_files \
 	  --test $(DATA)/balabit/test_files_labelled --labels $(DATA)/balabit/labels.csv
+	@# bot_detection's false alarms on real people at desktop work (sessions never fitted).
+	@$(BIN)/rased-eval bot-people --dir $(DATA)/balabit/test_files_labelled
 	@# bot_detection on the generator's SDK-like sessions (a seed training never uses).
 	@$(BIN)/rased-eval bot-sessions
 	@# No CMU recording in the shared data: generated typing in its format (seeded, 51 subjects).

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from balabit_layout import balabit_people
 
 from rased.eval import generated_sessions
 from rased.eval.onnx_model import ModelError, OnnxClassifier
@@ -136,3 +137,39 @@ def test_training_refuses_a_seed_whose_population_is_the_evaluation_one(tmp_path
     cfg = BotTrainingConfig(seed=generated_sessions.EVAL_SEED - GENERATED_SEED_OFFSET)
     with pytest.raises(ValueError, match="evaluation"):
         train_bot_detection(tmp_path / "unused.csv.gz", tmp_path, cfg, lambda _: None)
+
+
+def test_training_fits_desktop_people_and_scores_their_test_windows(tmp_path: Path) -> None:
+    delbot_head(tmp_path / "delbot.csv.gz", per_source=10)
+    # Six people (the held-out fit leaves out the first three), one more session each to test.
+    balabit_people(tmp_path / "train", users=6, sessions_per_user=2)
+    balabit_people(tmp_path / "test", users=6, sessions_per_user=1)
+    cfg = BotTrainingConfig(
+        seed=3,
+        synthetic_per_family=4,
+        reference_samples=40,
+        generated_users=3,
+        generated_sessions_per_user=4,
+        generated_evaluation=False,
+        desktop_people_windows=30,
+    )
+    messages: list[str] = []
+    report = train_bot_detection(
+        tmp_path / "delbot.csv.gz",
+        tmp_path,
+        cfg,
+        messages.append,
+        desktop_people=(tmp_path / "train", tmp_path / "test"),
+    )
+    assert report.counts["desktop_people"] == 30
+    assert report.desktop_people_test.windows > 0
+    assert report.desktop_people_test.medium_or_more is not None
+    assert report.desktop_people_unseen_users == ["user0", "user1", "user2"]
+    assert 0 < report.desktop_people_unseen.windows < report.desktop_people_test.windows
+    # Desktop people are always trained on: never a held-out device of their own.
+    assert "desktop_people" not in report.held_out_device_auc
+    assert any("desktop people's test windows" in m for m in messages)
+    # A group without test sessions in this small slice is skipped, said so, not a crash.
+    skipped = [m for m in messages if m.endswith("no test sessions, skipped")]
+    assert len(skipped) + len(report.held_out_device_auc) + len(report.held_out_family_auc) == 12
+    json.dumps(asdict(report))

@@ -25,6 +25,12 @@ from rased.eval.metrics import (
 from rased.eval.onnx_model import ModelError, OnnxClassifier
 from rased.features.pointer import BOT_FEATURE_NAMES, bot_features
 from rased.training.datasets import DatasetError, read_delbot
+from rased.training.desktop_people import (
+    EVALUATION_WINDOW,
+    format_people_report,
+    people_report,
+    people_windows,
+)
 from rased.training.split import is_test
 
 _REPO = Path(__file__).resolve().parents[3]
@@ -114,6 +120,22 @@ def _bot_sessions(args: argparse.Namespace) -> int:
     )
     for line in format_report(report):
         print(line)
+    return 0
+
+
+def _bot_people(args: argparse.Namespace) -> int:
+    model = OnnxClassifier(args.model_repository / BOT_MODEL, BOT_FEATURE_NAMES)
+    windows = people_windows(args.dir, _progress, sizes=(args.window,))
+    p = model.probabilities(windows.x)
+    print(
+        f"bot_detection on people's sessions in {args.dir} (windows of {args.window} "
+        f"pointer events; every one a person's, so each MEDIUM or more is a false alarm), "
+        f"model {model.path}"
+    )
+    print(f"all      {format_people_report(people_report(p))}")
+    for user in sorted(set(windows.user.tolist())):
+        own = windows.user == user
+        print(f"  {user:<12} {format_people_report(people_report(p[own]))}")
     return 0
 
 
@@ -283,6 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=EVAL_BOT_RATE,
         help=f"share of sessions after an account's first that are bots (default {EVAL_BOT_RATE})",
     )
+    people = commands.add_parser(
+        "bot-people",
+        help="bot_detection's false alarms on people's Balabit-format sessions",
+    )
+    people.add_argument("--dir", type=Path, required=True, help="folder of <user>/<session>")
+    people.add_argument(
+        "--window",
+        type=_positive,
+        default=EVALUATION_WINDOW,
+        help=f"pointer events per scored window (default {EVALUATION_WINDOW})",
+    )
+    _add_model_repository(people)
     take = commands.add_parser(
         "takeover", help="per-user mouse-dynamics profiles on Balabit-format sessions"
     )
@@ -354,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "bot": _bot,
         "bot-sessions": _bot_sessions,
+        "bot-people": _bot_people,
         "takeover": _takeover,
         "keystroke": _keystroke,
         "latency": _latency,

@@ -59,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     if MODEL_NAME in chosen:
         cfg = BotTrainingConfig(seed=args.seed, held_out_evaluation=not args.skip_held_out)
         try:
+            balabit = args.data_dir / "balabit"
             report = train_bot_detection(
-                args.data_dir / "delbot_mouse" / "train.csv.gz", args.model_repository, cfg, _log
+                args.data_dir / "delbot_mouse" / "train.csv.gz",
+                args.model_repository,
+                cfg,
+                _log,
+                desktop_people=(balabit / "training_files", balabit / "test_files_labelled"),
             )
         except DatasetError as exc:
             print(f"python -m rased.training: error: {exc}", file=sys.stderr)

@@ -7,7 +7,8 @@ per-event kinematics a device's event delivery distorts.
 Training data: DELBOT-Mouse sessions (seeded split by session; the test part is never
 fitted), scripted-bot trajectories from `synthetic_bots`, generated SDK sessions from
 `synthetic_sessions` (people and scripts filling a form: the task live traffic has, which
-no circle drawing shows; from generator seeds no evaluation uses), and "reference" points
+no circle drawing shows; from generator seeds no evaluation uses), windows of real people's
+desktop work (`desktop_people`, the Balabit training sessions), and "reference" points
 drawn around and between the people's feature values and labelled bot. The reference points
 teach the model that whatever does not look like a person is suspect, which is what lets
 it flag bot families it has never seen (classification against a reference density, as
@@ -30,11 +31,24 @@ from sklearn.model_selection import StratifiedKFold
 
 from rased.eval import generated_sessions
 from rased.eval.generated_sessions import GeneratedBotReport
-from rased.eval.metrics import equal_error_rate, expected_calibration_error, roc_auc
+from rased.eval.metrics import (
+    equal_error_rate,
+    expected_calibration_error,
+    has_both_classes,
+    roc_auc,
+)
 from rased.features.pointer import BOT_FEATURE_NAMES, bot_features
 from rased.features.trajectory import PointerAction, Trajectory
 from rased.training import synthetic_bots, synthetic_sessions
 from rased.training.datasets import LabelledSession, read_delbot
+from rased.training.desktop_people import (
+    EVALUATION_WINDOW,
+    PeopleReport,
+    PeopleWindows,
+    format_people_report,
+    people_report,
+    people_windows,
+)
 from rased.training.onnx_export import export_classifier
 from rased.training.split import is_test
 
@@ -44,6 +58,11 @@ SYNTHETIC_SOURCE = "synthetic_bot_"
 GENERATED_HUMAN = "generated_human"
 GENERATED_BOT = "generated_bot"
 GENERATED_SOURCES = (GENERATED_HUMAN, GENERATED_BOT)
+DESKTOP_PEOPLE = "desktop_people"
+# Sources the held-out evaluations always train on and never leave out or test.
+_ALWAYS_FITTED = (*GENERATED_SOURCES, DESKTOP_PEOPLE)
+# Desktop people whose sessions one held-out fit leaves out: a person never seen at all.
+_UNSEEN_PEOPLE = 3
 # The training population's generator seed is the training seed plus this: far from the
 # evaluation seeds (generated_sessions.EVAL_SEED, session_scores' seed and seed + 1).
 GENERATED_SEED_OFFSET = 1000
@@ -70,6 +89,10 @@ class BotTrainingConfig:
     generated_bot_rate: float = 0.4
     # Score the generated evaluation population (generated_sessions.EVAL_SEED) after training.
     generated_evaluation: bool = True
+    # Windows drawn from the desktop people's training sessions (when a folder is given).
+    desktop_people_windows: int = 3000
+    # Their weight in the fit: at 1 they cost the unseen GAN bots more in validation.
+    desktop_people_weight: float = 0.3
 
     @property
     def generated_seed(self) -> int:
@@ -87,6 +110,11 @@ class BotTrainingReport:
     held_out_device_auc: dict[str, float] = field(default_factory=dict)
     # Generated sessions of another population (generated_sessions.EVAL_SEED), never fitted.
     generated_test: GeneratedBotReport = field(default_factory=GeneratedBotReport)
+    # Real people at desktop work: the test sessions' windows (never fitted), and those of
+    # people the held-out fit never saw at all.
+    desktop_people_test: PeopleReport = field(default_factory=PeopleReport)
+    desktop_people_unseen: PeopleReport = field(default_factory=PeopleReport)
+    desktop_people_unseen_users: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -131,7 +159,9 @@ def reference_samples(human: FloatArray, n: int, rng: np.random.Generator) -> Fl
     return np.vstack([box, mixed])
 
 
-def fit_model(x: FloatArray, y: NDArray[np.int64], seed: int) -> Any:
+def fit_model(
+    x: FloatArray, y: NDArray[np.int64], seed: int, weight: FloatArray | None = None
+) -> Any:
     """Fit the calibrated random forest (Platt scaling from 5-fold out-of-fold scores)."""
     base = RandomForestClassifier(
         n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=_JOBS
@@ -140,7 +170,7 @@ def fit_model(x: FloatArray, y: NDArray[np.int64], seed: int) -> Any:
     # Platt scaling: onnxruntime reproduces it exactly, unlike isotonic steps in float32.
     # ensemble=False keeps one forest (fitted on all rows) in the exported file, not five.
     model = CalibratedClassifierCV(base, method="sigmoid", cv=folds, ensemble=False)
-    return model.fit(x.astype(np.float32), y)
+    return model.fit(x.astype(np.float32), y, sample_weight=weight)
 
 
 def predict(model: Any, x: FloatArray) -> FloatArray:
@@ -154,9 +184,11 @@ class _Data:
     y: NDArray[np.int64]
     source: NDArray[np.str_]
     test: NDArray[np.bool_]
+    # Whose session a desktop person's window is ("" for every other row).
+    user: NDArray[np.str_]
 
 
-def _load(path: Path, cfg: BotTrainingConfig, log: Log) -> _Data:
+def _load(path: Path, cfg: BotTrainingConfig, people: PeopleWindows | None, log: Log) -> _Data:
     sessions: list[LabelledSession] = read_delbot(path)
     log(f"bot_detection: {len(sessions)} DELBOT sessions from {path}")
     test = np.array(
@@ -187,7 +219,14 @@ def _load(path: Path, cfg: BotTrainingConfig, log: Log) -> _Data:
     labels += generated.is_bot.tolist()
     sources += [GENERATED_BOT if bot else GENERATED_HUMAN for bot in generated.is_bot]
     test = np.r_[test, np.zeros(generated.label.size, dtype=bool)]
-    return _Data(x, np.array(labels), np.array(sources), test)
+    user = [""] * len(labels)
+    if people is not None:
+        x = np.vstack([x, people.x])
+        labels += [0] * len(people)
+        sources += [DESKTOP_PEOPLE] * len(people)
+        user += people.user.tolist()
+        test = np.r_[test, np.zeros(len(people), dtype=bool)]
+    return _Data(x, np.array(labels), np.array(sources), test, np.array(user))
 
 
 def _generated(cfg: BotTrainingConfig, log: Log) -> generated_sessions.PointerRows:
@@ -206,11 +245,17 @@ def _generated(cfg: BotTrainingConfig, log: Log) -> generated_sessions.PointerRo
     return rows
 
 
-def _with_reference(
-    x: FloatArray, y: NDArray[np.int64], n: int, seed: int
-) -> tuple[FloatArray, NDArray[np.int64]]:
-    ref = reference_samples(x[y == 0], n, np.random.default_rng(seed))
-    return np.vstack([x, ref]), np.r_[y, np.ones(len(ref), dtype=np.int64)]
+def _fit(data: _Data, keep: NDArray[np.bool_], cfg: BotTrainingConfig) -> Any:
+    """Fit on the `keep` rows plus reference points around their people."""
+    x, y = data.x[keep], data.y[keep]
+    ref = reference_samples(x[y == 0], cfg.reference_samples, np.random.default_rng(cfg.seed))
+    weight = np.where(data.source[keep] == DESKTOP_PEOPLE, cfg.desktop_people_weight, 1.0)
+    return fit_model(
+        np.vstack([x, ref]),
+        np.r_[y, np.ones(len(ref), dtype=np.int64)],
+        cfg.seed,
+        np.r_[weight, np.ones(len(ref))],
+    )
 
 
 def _metrics(y: NDArray[np.int64], p: FloatArray) -> dict[str, float]:
@@ -226,39 +271,69 @@ def _held_out(data: _Data, cfg: BotTrainingConfig, report: BotTrainingReport, lo
     """AUC on a family (or device) the model never saw: trained without it, tested on it."""
     train = ~data.test
     real_test = data.test
-    # The generated sessions are trained on in every fit, never left out or tested here.
-    for fam in sorted(set(data.source[data.y == 1]) - set(GENERATED_SOURCES)):
+    # The generated sessions and desktop people are in every fit, never left out or tested.
+    for fam in sorted(set(data.source[data.y == 1]) - set(_ALWAYS_FITTED)):
         synthetic = fam.startswith(SYNTHETIC_SOURCE)
-        keep = train & (data.source != fam)
-        x, y = _with_reference(data.x[keep], data.y[keep], cfg.reference_samples, cfg.seed)
-        model = fit_model(x, y, cfg.seed)
         # Real families: their test sessions; synthetic ones: all of theirs (never fitted).
         fam_rows = (data.source == fam) & (True if synthetic else real_test)
         rows = fam_rows | (real_test & (data.y == 0))
+        if not has_both_classes(data.y[rows]):
+            log(f"bot_detection: held-out family {fam}: no test sessions, skipped")
+            continue
+        keep = train & (data.source != fam)
+        model = _fit(data, keep, cfg)
         report.held_out_family_auc[fam] = roc_auc(data.y[rows], predict(model, data.x[rows]))
         log(f"bot_detection: held-out family {fam}: AUC {report.held_out_family_auc[fam]:.4f}")
-    for dev in sorted(set(data.source[data.y == 0]) - set(GENERATED_SOURCES)):
-        keep = train & (data.source != dev)
-        x, y = _with_reference(data.x[keep], data.y[keep], cfg.reference_samples, cfg.seed)
-        model = fit_model(x, y, cfg.seed)
+    for dev in sorted(set(data.source[data.y == 0]) - set(_ALWAYS_FITTED)):
         rows = real_test & ((data.source == dev) | (data.y == 1))
         rows &= ~np.char.startswith(data.source, SYNTHETIC_SOURCE)
+        if not has_both_classes(data.y[rows]):
+            log(f"bot_detection: held-out device {dev}: no test sessions, skipped")
+            continue
+        keep = train & (data.source != dev)
+        model = _fit(data, keep, cfg)
         report.held_out_device_auc[dev] = roc_auc(data.y[rows], predict(model, data.x[rows]))
         log(f"bot_detection: held-out device {dev}: AUC {report.held_out_device_auc[dev]:.4f}")
 
 
+def _unseen_people(
+    data: _Data, people_test: PeopleWindows, cfg: BotTrainingConfig, report: BotTrainingReport
+) -> None:
+    """Score the test windows of desktop people a fit never saw a session of."""
+    users = sorted(set(data.user[data.source == DESKTOP_PEOPLE]))[:_UNSEEN_PEOPLE]
+    keep = ~data.test & ~np.isin(data.user, users)
+    model = _fit(data, keep, cfg)
+    unseen = people_test.of_users(users)
+    report.desktop_people_unseen = people_report(predict(model, unseen.x))
+    report.desktop_people_unseen_users = users
+
+
 def train_bot_detection(
-    delbot_csv: Path, repository: Path, cfg: BotTrainingConfig, log: Log
+    delbot_csv: Path,
+    repository: Path,
+    cfg: BotTrainingConfig,
+    log: Log,
+    desktop_people: tuple[Path, Path] | None = None,
 ) -> BotTrainingReport:
     """Train, evaluate and export bot_detection to `repository/bot_detection/1/model.onnx`.
 
+    `desktop_people`: the folders of people's training and test sessions in the Balabit
+    layout; windows of the first are trained on, those of the second only scored.
+
     Raises:
         ValueError: the seed's generated training population is the evaluation population.
+        DatasetError: a data file or folder is missing or not in its format.
     """
     if cfg.generated_seed == generated_sessions.EVAL_SEED:
         raise ValueError(f"seed {cfg.seed}: its generated population is the evaluation one")
     started = time.monotonic()
-    data = _load(delbot_csv, cfg, log)
+    people = people_test = None
+    if desktop_people is not None:
+        people = people_windows(
+            desktop_people[0], log, sample=cfg.desktop_people_windows, seed=cfg.seed
+        )
+        people_test = people_windows(desktop_people[1], log, sizes=(EVALUATION_WINDOW,))
+    data = _load(delbot_csv, cfg, people, log)
     report = BotTrainingReport()
     synthetic = np.char.startswith(data.source, SYNTHETIC_SOURCE)
     generated = np.isin(data.source, GENERATED_SOURCES)
@@ -270,12 +345,17 @@ def train_bot_detection(
         "generated_bot": int((data.source == GENERATED_BOT).sum()),
         "generated_seed": cfg.generated_seed,
         "reference_samples": cfg.reference_samples,
+        "desktop_people": int((data.source == DESKTOP_PEOPLE).sum()),
     }
     if cfg.held_out_evaluation:
         _held_out(data, cfg, report, log)
-    x, y = _with_reference(data.x[~data.test], data.y[~data.test], cfg.reference_samples, cfg.seed)
-    log(f"bot_detection: fitting on {len(y)} rows")
-    model = fit_model(x, y, cfg.seed)
+        if people_test is not None:
+            _unseen_people(data, people_test, cfg, report)
+            who = ", ".join(report.desktop_people_unseen_users)
+            summary = format_people_report(report.desktop_people_unseen)
+            log(f"bot_detection: desktop people never seen ({who}): {summary}")
+    log(f"bot_detection: fitting on {int((~data.test).sum()) + cfg.reference_samples} rows")
+    model = _fit(data, ~data.test, cfg)
     p = predict(model, data.x[data.test])
     yt, st = data.y[data.test], data.source[data.test]
     report.test_metrics = _metrics(yt, p)
@@ -292,6 +372,10 @@ def train_bot_detection(
             "bot_detection: generated test AUC owner vs bot "
             f"{report.generated_test.roc_auc_owner_vs_bot}"
         )
+    if people_test is not None:
+        report.desktop_people_test = people_report(predict(model, people_test.x))
+        summary = format_people_report(report.desktop_people_test)
+        log(f"bot_detection: desktop people's test windows: {summary}")
     path = repository / MODEL_NAME / "1" / "model.onnx"
     export_classifier(
         model,
