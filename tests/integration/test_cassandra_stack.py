@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from rased.adapters.cassandra.event_store import CassandraEventStore
+from rased.adapters.cassandra.session import in_keyspace
 from rased.devstack.base import ManagedServer
 from rased.migrations.cassandra import (
     MigrationError,
@@ -196,3 +198,24 @@ async def _columns(server: ManagedServer, keyspace: str, table: str) -> set[str]
             (keyspace, table),
         )
     return {row.column_name for row in rows}
+
+
+async def test_prepared_statements_name_their_keyspace(
+    cassandra_server: ManagedServer, keyspace: str
+) -> None:
+    """The server re-prepares kept statements at start-up without a USE: they must be qualified."""
+    await _apply(cassandra_server, keyspace)
+    async with cassandra_session(*_endpoint(cassandra_server), keyspace=keyspace) as session:
+        await CassandraEventStore.prepare(session)
+        kept = await execute(session, "SELECT query_string FROM system.prepared_statements")
+        qualified = in_keyspace(session, "SELECT * FROM {keyspace}.events")
+        assert qualified.split()[-1] == keyspace + ".events"
+    ours = {row.query_string for row in kept if keyspace in row.query_string}
+    assert len(ours) == 3, ours
+    assert {q.split(" (")[0] for q in ours} == {
+        f"INSERT INTO {keyspace}.{table}"
+        for table in ("events", "transactions_by_day", "transactions_by_session")
+    }
+    async with cassandra_session(*_endpoint(cassandra_server)) as no_keyspace:
+        with pytest.raises(ValueError, match="no keyspace"):
+            in_keyspace(no_keyspace, "SELECT * FROM {keyspace}.events")

@@ -27,30 +27,33 @@ from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
 from rased.adapters.cassandra.errors import cassandra_errors
-from rased.adapters.cassandra.session import cassandra_session, execute
+from rased.adapters.cassandra.session import cassandra_session, execute, in_keyspace
 from rased.services.persistence.rows import utc_day
 
 _STATEMENTS = {
     "by_session": (
-        "SELECT transaction_id, ingested_at FROM transactions_by_session "
+        "SELECT transaction_id, ingested_at FROM {keyspace}.transactions_by_session "
         "WHERE organization_id = ? AND session_id = ?"
     ),
     # Only the clustering column: the days of the events, and how many there are.
     "event_times": (
-        "SELECT event_time_ms FROM events WHERE organization_id = ? AND transaction_id = ?"
+        "SELECT event_time_ms FROM {keyspace}.events "
+        "WHERE organization_id = ? AND transaction_id = ?"
     ),
     "by_day": (
-        "SELECT transaction_id FROM transactions_by_day "
+        "SELECT transaction_id FROM {keyspace}.transactions_by_day "
         "WHERE organization_id = ? AND day = ? AND transaction_id = ?"
     ),
     "delete_by_day": (
-        "DELETE FROM transactions_by_day WHERE organization_id = ? AND day = ? "
+        "DELETE FROM {keyspace}.transactions_by_day WHERE organization_id = ? AND day = ? "
         "AND transaction_id = ?"
     ),
-    "delete_events": "DELETE FROM events WHERE organization_id = ? AND transaction_id = ?",
+    "delete_events": (
+        "DELETE FROM {keyspace}.events WHERE organization_id = ? AND transaction_id = ?"
+    ),
     "delete_by_session": (
-        "DELETE FROM transactions_by_session WHERE organization_id = ? AND session_id = ? "
-        "AND transaction_id = ?"
+        "DELETE FROM {keyspace}.transactions_by_session "
+        "WHERE organization_id = ? AND session_id = ? AND transaction_id = ?"
     ),
 }
 
@@ -102,7 +105,9 @@ class CassandraSubjectData:
                             )
                         )
                         for name, query in _STATEMENTS.items():
-                            statement = await asyncio.to_thread(session.prepare, query)
+                            statement = await asyncio.to_thread(
+                                session.prepare, in_keyspace(session, query)
+                            )
                             statement.is_idempotent = True
                             self._statements[name] = statement
                 except BaseException:

@@ -11,20 +11,21 @@ from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
 from rased.adapters.cassandra.errors import cassandra_errors
-from rased.adapters.cassandra.session import execute
+from rased.adapters.cassandra.session import execute, in_keyspace
 from rased.services.persistence.ports import SealedEvent
 from rased.services.persistence.rows import TransactionRow
 
 _INSERT_EVENT = (
-    "INSERT INTO events (organization_id, transaction_id, event_time_ms, sequence, session_id, "
-    "event_type, key_id, payload, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
+    "INSERT INTO {keyspace}.events (organization_id, transaction_id, event_time_ms, sequence, "
+    "session_id, event_type, key_id, payload, ingested_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?"
 )
 _INSERT_BY_DAY = (
-    "INSERT INTO transactions_by_day (organization_id, day, transaction_id, session_id, "
+    "INSERT INTO {keyspace}.transactions_by_day (organization_id, day, transaction_id, session_id, "
     "ingested_at) VALUES (?, ?, ?, ?, ?) USING TTL ?"
 )
 _INSERT_BY_SESSION = (
-    "INSERT INTO transactions_by_session (organization_id, session_id, transaction_id, "
+    "INSERT INTO {keyspace}.transactions_by_session (organization_id, session_id, transaction_id, "
     "ingested_at) VALUES (?, ?, ?, ?) USING TTL ?"
 )
 
@@ -49,7 +50,7 @@ class CassandraEventStore:
         """Prepare the statements (in the session's keyspace) and return the store."""
         with cassandra_errors():
             statements = {
-                name: await asyncio.to_thread(session.prepare, query)
+                name: await asyncio.to_thread(session.prepare, in_keyspace(session, query))
                 for name, query in (
                     ("event", _INSERT_EVENT),
                     ("by_day", _INSERT_BY_DAY),

@@ -20,6 +20,7 @@ from cassandra.cluster import (
     ResponseFuture,
     Session,
 )
+from cassandra.metadata import protect_name
 from cassandra.policies import (
     DCAwareRoundRobinPolicy,
     ExponentialReconnectionPolicy,
@@ -29,6 +30,21 @@ from cassandra.query import Statement
 
 # Schema changes wait for schema agreement between nodes; give them more than a query.
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
+
+
+def in_keyspace(session: Session, query: str) -> str:
+    """Return `query` with `{keyspace}` replaced by the session's keyspace (quoted if CQL needs).
+
+    Prepared statements name their keyspace: Cassandra keeps them across restarts and
+    re-prepares them at start-up without any session's USE, logging a warning (and dropping
+    the statement) for every unqualified one.
+
+    Raises:
+        ValueError: the session was connected without a keyspace.
+    """
+    if not session.keyspace:
+        raise ValueError("the Cassandra session has no keyspace to prepare statements in")
+    return query.format(keyspace=protect_name(session.keyspace))
 
 
 @asynccontextmanager
