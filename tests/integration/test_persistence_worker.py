@@ -1,8 +1,8 @@
 """The persistence worker on real Kafka, Cassandra and PostgreSQL.
 
-The module migrates a fresh keyspace once; every test has its own organization, its own
-topics (a topic prefix) and its own consumer group, and reads what the worker wrote back
-from Cassandra.
+The module migrates a keyspace and a PostgreSQL database of its own once; every test has
+its own organization, its own topics (a topic prefix) and its own consumer group, and reads
+what the worker wrote back from Cassandra.
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ from rased.common.backoff import Backoff
 from rased.common.crypto import Keyring, MasterKeyring, SealError, generate_key, key_spec_entry
 from rased.devstack.base import ManagedServer
 from rased.devstack.cassandra import CassandraServer
-from rased.devstack.postgres import PostgresServer
-from rased.migrations.postgres import apply_postgres_migrations
 from rased.services.persistence.consuming import persistence_loop
 from rased.services.persistence.main import build_consumer, build_server
 from rased.services.persistence.persisting import TransactionPersister
@@ -119,15 +117,12 @@ class Env:
 @pytest.fixture
 async def env(
     module_keyspace: str,
+    module_database: str,
     cassandra_server: ManagedServer,
-    postgres_server: ManagedServer,
     kafka_server: ManagedServer,
 ) -> AsyncIterator[Env]:
-    assert isinstance(postgres_server, PostgresServer)
     assert isinstance(cassandra_server, CassandraServer)
-    await postgres_server.bootstrap()
-    await apply_postgres_migrations(postgres_server.dsn())
-    stack = postgres_server.settings
+    stack = cassandra_server.settings
     bootstrap = f"{stack.host}:{stack.kafka_port}"
     tag = uuid.uuid4().hex[:10]
     topics = KafkaTopicSettings(
@@ -139,7 +134,7 @@ async def env(
     )
     async with AsyncExitStack() as stack_:
         await ensure_topics(bootstrap, topics)
-        pool = await asyncpg.create_pool(postgres_server.dsn(), min_size=1, max_size=2)
+        pool = await asyncpg.create_pool(module_database, min_size=1, max_size=2)
         stack_.push_async_callback(pool.close)
         org = await OrganizationStore(pool).create(f"bank-{tag}", retention_days=RETENTION_DAYS)
         session = await stack_.enter_async_context(
@@ -157,7 +152,7 @@ async def env(
             cassandra_keyspace=module_keyspace,
             cassandra_request_timeout=timedelta(seconds=3),
             cassandra_max_reconnect_delay=timedelta(milliseconds=500),
-            postgres_dsn=postgres_server.dsn(),
+            postgres_dsn=module_database,
             master_keys=SecretStr(MASTER_1),
             retry_initial_backoff=timedelta(milliseconds=100),
             retry_max_backoff=timedelta(milliseconds=500),
