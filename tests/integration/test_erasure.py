@@ -50,6 +50,11 @@ from rased.adapters.postgres.webhook_deliveries import (
 from rased.adapters.postgres.webhooks import WebhookEndpointStore
 from rased.adapters.redis.event_buffer import RedisEventBuffer
 from rased.adapters.redis.profiles import RedisProfileStore
+from rased.adapters.redis.rate_limits import (
+    RATE_LIMIT_PREFIX,
+    RedisRateLimits,
+    session_limit_key,
+)
 from rased.cli.main import main as rased_cli
 from rased.common.crypto import MasterKeyring, generate_key, key_spec_entry
 from rased.common.server import GrpcServer
@@ -214,6 +219,12 @@ class Env:
             MIDNIGHT_MS + 130,
             ingest_pb2.FLUSH_REASON_TRIGGER,
         )
+        # Ingestion's rate-limit buckets of both sessions (a session's lasts an hour here).
+        limits = RedisRateLimits(
+            self.redis, "1000/hour", "1/hour", key_prefix=self.buffer_prefix + RATE_LIMIT_PREFIX
+        )
+        for session in sessions:
+            await limits.hit(org, session)
         # What scoring learned of the user.
         profiles = RedisProfileStore(self.redis, self.profile_prefix)
         await profiles.save(org, user, UserProfile(sessions=2, countries={"DE": 2}))
@@ -301,6 +312,10 @@ class Env:
         keys = [k.decode() async for k in self.redis.scan_iter(match=f"{self.buffer_prefix}*")]
         counts["redis_buffer_keys"] = sum(
             "events:{" in k and any(tag in k for tag in tags) for k in keys
+        )
+        limits = self.buffer_prefix + RATE_LIMIT_PREFIX
+        counts["redis_rate_limit_keys"] = sum(
+            [await self.redis.exists(session_limit_key(limits, org, s)) for s in sessions]
         )
         counts["redis_index_entries"] = 0
         indexes = (f"{self.buffer_prefix}deadlines:", f"{self.buffer_prefix}flushes:")

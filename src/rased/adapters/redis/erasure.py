@@ -10,9 +10,9 @@ without blocking Redis; erasure is rare, and the buffers hold minutes of data, s
 cheaper than maintaining a per-session index on every append. Index entries (idle deadlines
 and flushes in progress) name the transaction, so they are removed from every shard.
 
-Not covered: ingestion's rate-limit counters, whose keys name the session but hold only a
-count and expire within a window or two; and Redis Cluster, where SCAN walks one node (each
-primary would have to be scanned).
+A session's rate-limit bucket (ingestion's, under the same prefix) names the session too:
+it holds only a time, but its key is deleted with the buffers. Not covered: Redis Cluster,
+where SCAN walks one node (each primary would have to be scanned).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from rased.adapters.redis.profiles import RedisProfileStore
+from rased.adapters.redis.rate_limits import RATE_LIMIT_PREFIX, session_limit_key
 from rased.common.errors import DependencyUnavailable
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -121,7 +122,7 @@ class RedisSubjectData:
     async def erase(
         self, organization_id: str, sessions: Collection[str], counts: Counter[str]
     ) -> None:
-        """Delete every buffer key of the sessions, then their entries in every index shard."""
+        """Delete the sessions' buffer keys and rate-limit buckets, then their index entries."""
         keys = await self._session_keys(organization_id, sessions)
         try:
             if keys:
@@ -131,6 +132,11 @@ class RedisSubjectData:
                     for key in keys:
                         pipe.delete(key)
                     counts["redis_buffer_keys"] += sum(await pipe.execute())
+            limits = self._buffer + RATE_LIMIT_PREFIX
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session in sessions:
+                    pipe.delete(session_limit_key(limits, organization_id, session))
+                counts["redis_rate_limit_keys"] += sum(await pipe.execute())
             indexes = [
                 *await self._scan(f"{glob_escape(self._buffer)}deadlines:*"),
                 *await self._scan(f"{glob_escape(self._buffer)}flushes:*"),

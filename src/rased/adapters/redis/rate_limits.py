@@ -20,6 +20,14 @@ from rased.adapters.redis.pipelining import PipelineCoalescer
 from rased.common.errors import QuotaExceeded
 
 _SCOPES = {1: "organization", 2: "session"}
+# Appended to the service's Redis key prefix for the rate-limit buckets.
+RATE_LIMIT_PREFIX = "rl:"
+
+
+def session_limit_key(prefix: str, organization_id: str, session_id: str) -> str:
+    """Return the key of a session's bucket under `prefix` (RedisRateLimits' key_prefix)."""
+    # The organization's id is the hash tag: with the org's key, one cluster slot.
+    return f"{prefix}{{{organization_id}}}:session:{session_id}"
 
 
 def parse_limit(notation: str) -> RateLimitItem:
@@ -66,10 +74,9 @@ class RedisRateLimits:
         Raises:
             DependencyUnavailable: Redis is unreachable.
         """
-        # The organization's id is the hash tag: both keys live in one cluster slot.
         keys = (
             f"{self._prefix}{{{organization_id}}}:org",
-            f"{self._prefix}{{{organization_id}}}:session:{session_id}",
+            session_limit_key(self._prefix, organization_id, session_id),
         )
 
         def build(pipe: Pipeline) -> None:

@@ -21,7 +21,7 @@ from rased.adapters.postgres.keys import ApiKeyStore, EncryptionKeyStore
 from rased.adapters.postgres.results import PostgresPendingTransactions
 from rased.adapters.postgres.status_marks import CoalescedStatusMarks
 from rased.adapters.redis.event_buffer import RedisEventBuffer
-from rased.adapters.redis.rate_limits import RedisRateLimits
+from rased.adapters.redis.rate_limits import RATE_LIMIT_PREFIX, RedisRateLimits
 from rased.common.crypto import MasterKeyring
 from rased.common.logging import configure_logging
 from rased.common.server import GrpcServer, ServiceHooks, serve
@@ -88,7 +88,7 @@ async def build_server(
             redis,
             settings.rate_limit_per_organization,
             settings.rate_limit_per_session,
-            key_prefix=settings.redis_key_prefix + "rl:",
+            key_prefix=settings.redis_key_prefix + RATE_LIMIT_PREFIX,
         ),
         IntakeLimits(
             max_batch_bytes=settings.max_batch_bytes,
