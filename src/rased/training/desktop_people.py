@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from rased.features.pointer import BOT_FEATURE_NAMES, bot_features
+from rased.features.pointer import bot_features
 from rased.features.trajectory import Trajectory
 from rased.scoring.rules import RISK_THRESHOLDS
 from rased.training.datasets import DatasetError, iter_balabit_dir, read_balabit_session
@@ -84,10 +84,10 @@ def people_windows(
     if sample is not None and sample < len(cut):
         chosen = np.sort(np.random.default_rng(seed).choice(len(cut), sample, replace=False))
         cut = [cut[int(i)] for i in chosen]
-    x = np.vstack([bot_features(w) for _, _, w in cut]) if cut else np.zeros((0, 0))
+    x = np.vstack([bot_features(w) for _, _, w in cut])
     log(f"desktop people: {len(cut)} windows of {', '.join(map(str, sizes))} events")
     return PeopleWindows(
-        x=x.reshape(len(cut), len(BOT_FEATURE_NAMES)),
+        x=x,
         user=np.array([u for u, _, _ in cut]),
         size=np.array([s for _, s, _ in cut], dtype=np.int64),
     )
