@@ -95,6 +95,9 @@ eval: $(STAMP) ## Evaluate the models on the held-out split of the shared data
 	@$(BIN)/rased-eval bot-people --dir $(DATA)/balabit/test_files_labelled
 	@# bot_detection on the generator's SDK-like sessions (a seed training never uses).
 	@$(BIN)/rased-eval bot-sessions
+	@# Real typists (IIITBh-Big, 12 people x 150 repetitions): the CMU protocol halved.
+	@$(BIN)/rased-eval keystroke --csv data/iiitbh_keystroke/IIITBh-Big.csv.gz \
+	  --train-reps 75 --test-reps 75
 	@# No CMU recording in the shared data: generated typing in its format (seeded, 51 subjects).
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  $(BIN)/python -m rased.training.synthetic_sessions cmu --subjects 51 --seed 42 \

@@ -1,14 +1,16 @@
-"""`rased-eval keystroke` on CMU-format typing: the shipped generated file, known cases, bad files.
+"""`rased-eval keystroke` on CMU-format typing: shipped generated and real files, bad files.
 
-The shipped file is `python -m rased.training.synthetic_sessions cmu --subjects 10
---seed 42 --out tests/data/cmu_keystroke_small.csv.gz`: generated typing, so its EER says
-the evaluation runs the benchmark's protocol, not how well Rased tells real people apart.
+The generated file is `python -m rased.training.synthetic_sessions cmu --subjects 10
+--seed 42 --out tests/data/cmu_keystroke_small.csv.gz`: its EER says the evaluation runs
+the benchmark's protocol, not how well Rased tells real people apart. The real one is
+IIITBh-Big (12 people, 150 repetitions each; data/iiitbh_keystroke/README.md).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import random
 import re
 from pathlib import Path
@@ -22,11 +24,13 @@ from rased.features.trajectory import FloatArray
 from rased.training.synthetic_sessions import cmu_header, write_cmu_csv
 
 SMALL = Path(__file__).resolve().parents[1] / "data" / "cmu_keystroke_small.csv.gz"
+IIITBH = Path(__file__).resolve().parents[2] / "data" / "iiitbh_keystroke" / "IIITBh-Big.csv.gz"
+IIITBH_SHA256 = "bea2fd94cdc083ef759e477f43e25598ae0501a22fe78db53cbd0e2a3815d503"
 SMALL_SUBJECTS, SMALL_SEED = 10, 42
 DETECTORS = ("scaled Manhattan", "scaled Manhattan, filtered")
 ROW = re.compile(
     r"^  (?P<name>scaled Manhattan(?:, filtered)?)\s+(?P<mean>\d\.\d{4})\s+(?P<sd>\d\.\d{4})"
-    r"\s+(?P<min>\d\.\d{4})\s+(?P<max>\d\.\d{4}) \((?P<worst>s\d{3})\)$",
+    r"\s+(?P<min>\d\.\d{4})\s+(?P<max>\d\.\d{4}) \((?P<worst>s\d{3}|subject\d+)\)$",
     re.MULTILINE,
 )
 
@@ -81,6 +85,42 @@ def test_keystroke_prints_every_detectors_eer(capsys: pytest.CaptureFixture[str]
         assert 0.02 < row["mean"] < 0.25, (name, row)
         assert row["min"] <= row["mean"] <= row["max"] and row["sd"] > 0
     assert f"scaled Manhattan: scored {SMALL_SUBJECTS}/{SMALL_SUBJECTS} subjects" in out.err
+
+
+def test_real_typists_file_is_the_documented_copy() -> None:
+    text = gzip.decompress(IIITBH.read_bytes())
+    assert hashlib.sha256(text).hexdigest() == IIITBH_SHA256
+    rows = list(csv.reader(text.decode().splitlines()))
+    header, body = rows[0], rows[1:]
+    assert header[:3] == ["subject", "sessionIndex", "rep"] and len(header) == 34
+    assert len(body) == 1800 and len({r[0] for r in body}) == 12
+    # Each key's down-down time is its hold plus the up-down gap: a check on the copy.
+    for row in body:
+        values = [float(v) for v in row[3:]]
+        for j in range(0, 30, 3):
+            assert abs(values[j + 1] - values[j] - values[j + 2]) < 2e-6, row[:3]
+
+
+def test_real_typists_under_the_halved_protocol(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["keystroke", "--csv", str(IIITBH), "--train-reps", "75", "--test-reps", "75"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "12 subjects, 31 timing features" in out
+    assert "trained on the first 75 repetitions, tested on the last 75 and the first 5" in out
+    rows = detector_rows(out)
+    # The figures the model card reports for these 12 real people (deterministic).
+    assert rows["scaled Manhattan"]["mean"] == pytest.approx(0.0826, abs=5e-5)
+    assert rows["scaled Manhattan, filtered"]["mean"] == pytest.approx(0.0860, abs=5e-5)
+
+
+def test_protocol_sizes_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    error = fail(capsys, "--csv", str(IIITBH), "--train-reps", "75", "--test-reps", "76")
+    assert "every subject needs at least 151 (75 to train, 76 to test" in error
+    assert "subject0 has 150" in error
+    with pytest.raises(SystemExit) as exited:
+        main(["keystroke", "--csv", str(IIITBH), "--impostor-reps", "0"])
+    assert exited.value.code == 2
+    assert "argument --impostor-reps: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_plain_gzip_and_shuffled_files_agree(
@@ -172,7 +212,8 @@ def test_too_few_repetitions_or_subjects(
     reps = {"s002": 400, "s003": 399}
     write_cmu(path, {s: rng.uniform(0.05, 0.3, (n, width)) for s, n in reps.items()}, True)
     error = fail(capsys, "--csv", str(path))
-    assert "every subject needs at least 400 (200 to train, 200 to test); s003 has 399" in error
+    assert "every subject needs at least 400 (200 to train, 200 to test, 5 to" in error
+    assert "s003 has 399" in error
     write_cmu(path, {"s002": rng.uniform(0.05, 0.3, (400, width))}, compress=True)
     assert "need at least two" in fail(capsys, "--csv", str(path))
 

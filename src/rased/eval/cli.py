@@ -31,6 +31,17 @@ from rased.training.desktop_people import (
     people_report,
     people_windows,
 )
+from rased.training.keystroke import (
+    DETECTORS,
+    IMPOSTOR_REPS,
+    PUBLISHED_EER,
+    PUBLISHED_SD,
+    TEST_REPS,
+    TRAIN_REPS,
+    check_protocol,
+    evaluate_keystroke,
+    read_cmu,
+)
 from rased.training.split import is_test
 
 _REPO = Path(__file__).resolve().parents[3]
@@ -161,30 +172,25 @@ def _takeover(args: argparse.Namespace) -> int:
 
 
 def _keystroke(args: argparse.Namespace) -> int:
-    from rased.training.keystroke import (
-        DETECTORS,
-        IMPOSTOR_REPS,
-        PUBLISHED_EER,
-        PUBLISHED_SD,
-        TEST_REPS,
-        TRAIN_REPS,
-        check_protocol,
-        evaluate_keystroke,
-        read_cmu,
-    )
-
     _progress(f"reading {args.csv}")
     data = read_cmu(args.csv)
-    check_protocol(data)
+    check_protocol(data, args.train_reps, args.test_reps, args.impostor_reps)
     _progress(f"{len(data.subjects)} subjects, {len(data.features)} timing features")
     reports = {}
     for name, fit in DETECTORS.items():
-        reports[name] = evaluate_keystroke(data, functools.partial(_tagged, name), fit)
+        reports[name] = evaluate_keystroke(
+            data,
+            functools.partial(_tagged, name),
+            fit,
+            args.train_reps,
+            args.test_reps,
+            args.impostor_reps,
+        )
     print(
         f"keystroke_dynamics on {args.csv}: {len(data.subjects)} subjects, "
         f"{len(data.features)} timing features; per subject: trained on the first "
-        f"{TRAIN_REPS} repetitions, tested on the last {TEST_REPS} and the first "
-        f"{IMPOSTOR_REPS} of every other subject"
+        f"{args.train_reps} repetitions, tested on the last {args.test_reps} and the first "
+        f"{args.impostor_reps} of every other subject"
     )
     width = max(len(name) for name in reports)
     print(f"  {'detector':<{width}} {'mean EER':>8} {'sd':>7} {'min':>7} {'max':>7}")
@@ -332,6 +338,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         required=True,
         help="CSV (plain or gzip): subject, sessionIndex, rep, then H.*, DD.*, UD.* seconds",
+    )
+    keys.add_argument(
+        "--train-reps",
+        type=_positive,
+        default=TRAIN_REPS,
+        help=f"each subject's first N repetitions enrol the template (default {TRAIN_REPS})",
+    )
+    keys.add_argument(
+        "--test-reps",
+        type=_positive,
+        default=TEST_REPS,
+        help=f"each subject's last N repetitions are the genuine test (default {TEST_REPS})",
+    )
+    keys.add_argument(
+        "--impostor-reps",
+        type=_positive,
+        default=IMPOSTOR_REPS,
+        help=f"every other subject's first N repetitions are impostors (default {IMPOSTOR_REPS})",
     )
     lat = commands.add_parser(
         "latency", help="bot_detection inference latency per transaction through Triton"

@@ -139,21 +139,30 @@ def read_cmu(path: Path) -> KeystrokeData:
 
 
 def check_protocol(
-    data: KeystrokeData, train_reps: int = TRAIN_REPS, test_reps: int = TEST_REPS
+    data: KeystrokeData,
+    train_reps: int = TRAIN_REPS,
+    test_reps: int = TEST_REPS,
+    impostor_reps: int = IMPOSTOR_REPS,
 ) -> None:
     """Raise DatasetError unless every subject can be trained and tested under the protocol."""
+    if min(train_reps, test_reps, impostor_reps) < 1:
+        raise DatasetError(
+            f"the protocol needs at least one repetition each to train, test and impersonate "
+            f"(got {train_reps}, {test_reps} and {impostor_reps})"
+        )
     if len(data.subjects) < 2:
         raise DatasetError(
             f"{len(data.subjects)} subject; need at least two (impostors are the other subjects)"
         )
-    needed = train_reps + test_reps
+    needed = max(train_reps + test_reps, impostor_reps)
     short = {s: r.shape[0] for s, r in data.subjects.items() if r.shape[0] < needed}
     if short:
         listed = ", ".join(f"{s} has {n}" for s, n in list(short.items())[:5])
         more = f" and {len(short) - 5} more" if len(short) > 5 else ""
         raise DatasetError(
             f"too few repetitions: every subject needs at least {needed} ({train_reps} to "
-            f"train, {test_reps} to test); {listed}{more}"
+            f"train, {test_reps} to test, {impostor_reps} to impersonate the others); "
+            f"{listed}{more}"
         )
 
 
@@ -170,7 +179,7 @@ def evaluate_keystroke(
     Raises:
         DatasetError: fewer than two subjects, or a subject with too few repetitions.
     """
-    check_protocol(data, train_reps, test_reps)
+    check_protocol(data, train_reps, test_reps, impostor_reps)
     eers: dict[str, float] = {}
     subjects = list(data.subjects)
     for n, subject in enumerate(subjects, start=1):
