@@ -27,9 +27,10 @@ SMALL = Path(__file__).resolve().parents[1] / "data" / "cmu_keystroke_small.csv.
 IIITBH = Path(__file__).resolve().parents[2] / "data" / "iiitbh_keystroke" / "IIITBh-Big.csv.gz"
 IIITBH_SHA256 = "bea2fd94cdc083ef759e477f43e25598ae0501a22fe78db53cbd0e2a3815d503"
 SMALL_SUBJECTS, SMALL_SEED = 10, 42
-DETECTORS = ("scaled Manhattan", "scaled Manhattan, filtered")
+DETECTORS = ("scaled Manhattan", "scaled Manhattan, filtered", "served (session_scores)")
 ROW = re.compile(
-    r"^  (?P<name>scaled Manhattan(?:, filtered)?)\s+(?P<mean>\d\.\d{4})\s+(?P<sd>\d\.\d{4})"
+    r"^  (?P<name>scaled Manhattan(?:, filtered)?|served \(session_scores\))"
+    r"\s+(?P<mean>\d\.\d{4})\s+(?P<sd>\d\.\d{4})"
     r"\s+(?P<min>\d\.\d{4})\s+(?P<max>\d\.\d{4}) \((?P<worst>s\d{3}|subject\d+)\)$",
     re.MULTILINE,
 )
@@ -111,6 +112,7 @@ def test_real_typists_under_the_halved_protocol(capsys: pytest.CaptureFixture[st
     # The figures the model card reports for these 12 real people (deterministic).
     assert rows["scaled Manhattan"]["mean"] == pytest.approx(0.0826, abs=5e-5)
     assert rows["scaled Manhattan, filtered"]["mean"] == pytest.approx(0.0860, abs=5e-5)
+    assert rows["served (session_scores)"]["mean"] == pytest.approx(0.1955, abs=5e-5)
 
 
 def test_protocol_sizes_are_checked(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,11 @@ from rased.eval.metrics import (
     roc_auc,
 )
 from rased.eval.onnx_model import ModelError, OnnxClassifier
+from rased.eval.served_keystroke import (
+    SESSION_SCORES_ONNX,
+    SessionScoresModel,
+    evaluate_served_keystroke,
+)
 from rased.features.pointer import BOT_FEATURE_NAMES, bot_features
 from rased.training.datasets import DatasetError, read_delbot
 from rased.training.desktop_people import (
@@ -50,6 +55,7 @@ _PROGRESS_EVERY = 500
 BOT_MODEL = Path("bot_detection") / "1" / "model.onnx"
 BOT_MODEL_NAME = "bot_detection"
 TAKEOVER_REFERENCE_AUC = 0.92
+SERVED_DETECTOR = "served (session_scores)"
 
 
 def _progress(message: str) -> None:
@@ -172,6 +178,8 @@ def _takeover(args: argparse.Namespace) -> int:
 
 
 def _keystroke(args: argparse.Namespace) -> int:
+    # Load the served model first: a missing file should fail before minutes of templates.
+    served = SessionScoresModel(args.model_repository / SESSION_SCORES_ONNX)
     _progress(f"reading {args.csv}")
     data = read_cmu(args.csv)
     check_protocol(data, args.train_reps, args.test_reps, args.impostor_reps)
@@ -186,6 +194,14 @@ def _keystroke(args: argparse.Namespace) -> int:
             args.test_reps,
             args.impostor_reps,
         )
+    reports[SERVED_DETECTOR] = evaluate_served_keystroke(
+        data,
+        served,
+        functools.partial(_tagged, SERVED_DETECTOR),
+        args.train_reps,
+        args.test_reps,
+        args.impostor_reps,
+    )
     print(
         f"keystroke_dynamics on {args.csv}: {len(data.subjects)} subjects, "
         f"{len(data.features)} timing features; per subject: trained on the first "
@@ -203,6 +219,10 @@ def _keystroke(args: argparse.Namespace) -> int:
     print(
         f"published best on the real CMU data: {PUBLISHED_EER} (sd {PUBLISHED_SD}), scaled "
         "Manhattan (Killourhy & Maxion 2009)"
+    )
+    print(
+        f"{SERVED_DETECTOR}: the score the scoring worker serves, each repetition replayed "
+        "as an SDK session and the profile built from the training repetitions"
     )
     return 0
 
@@ -357,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=IMPOSTOR_REPS,
         help=f"every other subject's first N repetitions are impostors (default {IMPOSTOR_REPS})",
     )
+    _add_model_repository(keys)
     lat = commands.add_parser(
         "latency", help="bot_detection inference latency per transaction through Triton"
     )
