@@ -98,7 +98,11 @@ eval: $(STAMP) ## Evaluate the models on the held-out split of the shared data
 	@# Real typists (IIITBh-Big, 12 people x 150 repetitions): the CMU protocol halved.
 	@$(BIN)/rased-eval keystroke --csv data/iiitbh_keystroke/IIITBh-Big.csv.gz \
 	  --train-reps 75 --test-reps 75
-	@# No CMU recording in the shared data: generated typing in its format (seeded, 51 subjects).
+	@# The CMU benchmark itself when given (CMU_CSV=path/DSL-StrongPasswordData.csv): it is
+	@# neither in the shared data nor shipped (no licence stated).
+	@if [ -n "$(CMU_CSV)" ]; then $(BIN)/rased-eval keystroke --csv "$(CMU_CSV)"; \
+	  else echo "keystroke: CMU benchmark skipped (make eval CMU_CSV=FILE runs it)"; fi
+	@# Generated typing in the CMU format (seeded, 51 subjects).
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	  $(BIN)/python -m rased.training.synthetic_sessions cmu --subjects 51 --seed 42 \
 	    --out "$$tmp/cmu_keystroke.csv.gz" >/dev/null && \

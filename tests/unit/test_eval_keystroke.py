@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from rased.eval.cli import main
-from rased.features.keystroke import ScaledManhattan
+from rased.features.keystroke import ScaledManhattan, WhitenedNearestNeighbour
 from rased.features.trajectory import FloatArray
 from rased.training.synthetic_sessions import cmu_header, write_cmu_csv
 
@@ -27,9 +27,15 @@ SMALL = Path(__file__).resolve().parents[1] / "data" / "cmu_keystroke_small.csv.
 IIITBH = Path(__file__).resolve().parents[2] / "data" / "iiitbh_keystroke" / "IIITBh-Big.csv.gz"
 IIITBH_SHA256 = "bea2fd94cdc083ef759e477f43e25598ae0501a22fe78db53cbd0e2a3815d503"
 SMALL_SUBJECTS, SMALL_SEED = 10, 42
-DETECTORS = ("scaled Manhattan", "scaled Manhattan, filtered", "served (session_scores)")
+DETECTORS = (
+    "scaled Manhattan",
+    "scaled Manhattan, filtered",
+    "whitened nearest neighbour",
+    "served (session_scores)",
+)
 ROW = re.compile(
-    r"^  (?P<name>scaled Manhattan(?:, filtered)?|served \(session_scores\))"
+    r"^  (?P<name>scaled Manhattan(?:, filtered)?|whitened nearest neighbour"
+    r"|served \(session_scores\))"
     r"\s+(?P<mean>\d\.\d{4})\s+(?P<sd>\d\.\d{4})"
     r"\s+(?P<min>\d\.\d{4})\s+(?P<max>\d\.\d{4}) \((?P<worst>s\d{3}|subject\d+)\)$",
     re.MULTILINE,
@@ -112,6 +118,7 @@ def test_real_typists_under_the_halved_protocol(capsys: pytest.CaptureFixture[st
     # The figures the model card reports for these 12 real people (deterministic).
     assert rows["scaled Manhattan"]["mean"] == pytest.approx(0.0826, abs=5e-5)
     assert rows["scaled Manhattan, filtered"]["mean"] == pytest.approx(0.0860, abs=5e-5)
+    assert rows["whitened nearest neighbour"]["mean"] == pytest.approx(0.0743, abs=5e-5)
     assert rows["served (session_scores)"]["mean"] == pytest.approx(0.1955, abs=5e-5)
 
 
@@ -171,6 +178,29 @@ def test_filtered_enrolment_ignores_a_hesitation() -> None:
     assert np.allclose(filtered.mean, reference.mean) and np.allclose(filtered.mad, reference.mad)
     # Unfiltered, one pause of 0.8 s widens that key's scale for every later comparison.
     assert plain.mad[2] > 1.3 * reference.mad[2]
+
+
+def test_whitened_nearest_neighbour_ignores_scales_and_dependent_columns() -> None:
+    rng = np.random.default_rng(11)
+
+    def typist(n: int, pace: float) -> FloatArray:
+        hold = rng.lognormal(np.log(0.1 * pace), 0.2, (n, 3))
+        gap = rng.lognormal(np.log(0.3 * pace), 0.3, (n, 3))
+        # UD = DD - H, as in the benchmark: the covariance is singular.
+        return np.hstack([hold, gap, gap - hold])
+
+    enrolment = typist(200, 1.0)
+    template = WhitenedNearestNeighbour.fit(enrolment)
+    assert np.allclose(template.score(enrolment[:5]), 0.0)
+    same, stranger = typist(50, 1.0), typist(50, 2.0)
+    # Timings in milliseconds instead of seconds: the same distances after whitening.
+    in_ms = WhitenedNearestNeighbour.fit(enrolment * 1000)
+    assert np.allclose(in_ms.score(same * 1000), template.score(same), rtol=1e-6)
+    assert np.median(template.score(stranger)) > 2 * np.median(template.score(same))
+    with pytest.raises(ValueError, match="at least two"):
+        WhitenedNearestNeighbour.fit(enrolment[:1])
+    with pytest.raises(ValueError, match="samples have 4 features, the template 9"):
+        template.score(enrolment[:, :4])
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,16 +1,19 @@
 """Keystroke features shared by training, evaluation and the scoring worker.
 
 Two concerns, both pure numpy: the hold and flight times of a stream of key events (what
-the scoring worker reads from an SDK's batches), and the scaled Manhattan detector that
-compares a typing sample with a user's enrolled samples (Killourhy & Maxion, "Comparing
-anomaly-detection algorithms for keystroke dynamics", DSN 2009: the best of 14 detectors
-on their benchmark, equal-error rate 0.096), plain or fitted on filtered enrolment.
+the scoring worker reads from an SDK's batches), and detectors that compare a typing
+sample with a user's enrolled samples: the scaled Manhattan detector (Killourhy & Maxion,
+"Comparing anomaly-detection algorithms for keystroke dynamics", DSN 2009: the best of 14
+detectors on their benchmark, equal-error rate 0.096), plain or fitted on filtered
+enrolment, and a nearest neighbour under Manhattan distance after whitening (Zhong, Deng
+& Jain, "Keystroke dynamics for user authentication", CVPR Workshops 2012).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -23,6 +26,32 @@ _MIN_SCALE = 1e-6
 # The rule of Killourhy & Maxion's filtered Manhattan detector: a value this many standard
 # deviations from the enrolment mean is an outlier (a hesitation), not the user's rhythm.
 OUTLIER_SD = 3.0
+# Hold, down-down and up-down times are linearly dependent (UD = DD - H), so the
+# enrolment covariance is singular: its eigenvalues are floored at this share of the
+# largest before whitening.
+EIGEN_FLOOR = 1e-3
+
+
+class TypingTemplate(Protocol):
+    """A user's fitted typing template: scores samples, higher = less like the user."""
+
+    def score(self, samples: FloatArray) -> FloatArray:
+        """Return the anomaly score of each row of `samples`."""
+        ...
+
+
+def _enrolment(samples: FloatArray) -> FloatArray:
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError("enrolment needs a 2-D array of at least one sample")
+    return x
+
+
+def _checked(samples: FloatArray, features: int) -> FloatArray:
+    x = np.atleast_2d(np.asarray(samples, dtype=np.float64))
+    if x.shape[1] != features:
+        raise ValueError(f"samples have {x.shape[1]} features, the template {features}")
+    return x
 
 
 def hold_and_flight_times(events: Iterable[events_pb2.Event]) -> tuple[FloatArray, FloatArray]:
@@ -69,9 +98,7 @@ class ScaledManhattan:
         Raises:
             ValueError: `samples` is not a 2-D array of at least one row.
         """
-        x = np.asarray(samples, dtype=np.float64)
-        if x.ndim != 2 or x.shape[0] < 1:
-            raise ValueError("enrolment needs a 2-D array of at least one sample")
+        x = _enrolment(samples)
         mean = x.mean(axis=0)
         mad = np.maximum(np.abs(x - mean).mean(axis=0), _MIN_SCALE)
         return ScaledManhattan(mean, mad)
@@ -88,9 +115,7 @@ class ScaledManhattan:
         Raises:
             ValueError: `samples` is not a 2-D array of at least one row.
         """
-        x = np.asarray(samples, dtype=np.float64)
-        if x.ndim != 2 or x.shape[0] < 1:
-            raise ValueError("enrolment needs a 2-D array of at least one sample")
+        x = _enrolment(samples)
         sd = np.maximum(x.std(axis=0), _MIN_SCALE)
         usual = (np.abs(x - x.mean(axis=0)) <= limit_sd * sd).all(axis=1)
         # An enrolment so erratic that no repetition passes keeps them all: a wide
@@ -99,8 +124,44 @@ class ScaledManhattan:
 
     def score(self, samples: FloatArray) -> FloatArray:
         """Return the anomaly score of each row of `samples` (higher = less like the user)."""
-        x = np.atleast_2d(np.asarray(samples, dtype=np.float64))
-        if x.shape[1] != self.mean.size:
-            raise ValueError(f"samples have {x.shape[1]} features, the template {self.mean.size}")
+        x = _checked(samples, self.mean.size)
         scores: FloatArray = (np.abs(x - self.mean) / self.mad).sum(axis=1)
+        return scores
+
+
+@dataclass(frozen=True)
+class WhitenedNearestNeighbour:
+    """A user's enrolled samples, whitened by their own covariance.
+
+    The anomaly score of a sample is the Manhattan distance, after the same whitening, to
+    the nearest enrolled sample. Whitening undoes the timings' different scales and their
+    correlations (a slow typist is slow on every key; DD is H plus UD), so no one feature
+    counts several times; the nearest neighbour lets a user have more than one usual
+    rhythm, which a single mean cannot.
+    """
+
+    whitening: FloatArray  # [F, F], symmetric
+    enrolled: FloatArray  # [N, F], whitened
+
+    @staticmethod
+    def fit(samples: FloatArray) -> WhitenedNearestNeighbour:
+        """Return the template of enrolment samples (one row per repetition).
+
+        Raises:
+            ValueError: `samples` is not a 2-D array of at least two rows.
+        """
+        x = _enrolment(samples)
+        if x.shape[0] < 2:
+            raise ValueError("whitening needs at least two enrolment samples")
+        values, vectors = np.linalg.eigh(np.cov(x, rowvar=False))
+        floor = max(float(values.max()) * EIGEN_FLOOR, _MIN_SCALE**2)
+        whitening = vectors @ np.diag(np.maximum(values, floor) ** -0.5) @ vectors.T
+        return WhitenedNearestNeighbour(whitening, x @ whitening)
+
+    def score(self, samples: FloatArray) -> FloatArray:
+        """Return the anomaly score of each row of `samples` (higher = less like the user)."""
+        x = _checked(samples, self.whitening.shape[0]) @ self.whitening
+        scores: FloatArray = np.array(
+            [float(np.abs(self.enrolled - row).sum(axis=1).min()) for row in x]
+        )
         return scores

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rased.eval.metrics import equal_error_rate
-from rased.features.keystroke import ScaledManhattan
+from rased.features.keystroke import ScaledManhattan, TypingTemplate, WhitenedNearestNeighbour
 from rased.features.trajectory import FloatArray
 from rased.training.datasets import DatasetError, open_text
 
@@ -33,12 +33,13 @@ IMPOSTOR_REPS = 5
 _PROGRESS_EVERY = 10
 
 Log = Callable[[str], None]
-Fit = Callable[[FloatArray], ScaledManhattan]
+Fit = Callable[[FloatArray], TypingTemplate]
 
 # Every detector `rased-eval keystroke` compares, by the name it prints.
 DETECTORS: dict[str, Fit] = {
     "scaled Manhattan": ScaledManhattan.fit,
     "scaled Manhattan, filtered": ScaledManhattan.fit_filtered,
+    "whitened nearest neighbour": WhitenedNearestNeighbour.fit,
 }
 
 
