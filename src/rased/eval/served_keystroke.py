@@ -12,23 +12,16 @@ the served score.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
+from rased.adapters.onnx.model_client import OnnxSessionScorer
 from rased.eval.metrics import equal_error_rate
-from rased.eval.onnx_model import ModelError
-from rased.features.profile_comparison import (
-    OUTPUT_SCORES,
-    SESSION_FEATURE_NAMES,
-    observe,
-    session_features,
-)
+from rased.features.profile_comparison import OUTPUT_SCORES, observe, session_features
 from rased.features.trajectory import FloatArray
 from rased.scoring.profile import UserProfile, updated_profile
 from rased.training.datasets import DatasetError
@@ -44,8 +37,6 @@ from rased.v1 import events_pb2, pipeline_pb2
 
 SESSION_SCORES_ONNX = Path("session_scores") / "1" / "model.onnx"
 SCORE = "keystroke_dynamics"
-_INPUT = "features"
-_SCORES = "scores"
 _START_MS = 1_700_000_000_000
 _SESSION_GAP_MS = 3_600_000
 _FIRST_KEY_MS = 1_000  # after the page opens: a think time like any form's
@@ -120,7 +111,7 @@ def repetition_session(
 
 
 class SessionScoresModel:
-    """The exported session_scores model, run with onnxruntime."""
+    """The exported session_scores model, run in-process as the worker's ONNX client runs it."""
 
     def __init__(self, path: Path) -> None:
         """Load the model at `path` and check it reads the features this code computes.
@@ -128,23 +119,14 @@ class SessionScoresModel:
         Raises:
             ModelError: the file is missing or unreadable, or its features differ.
         """
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model; run `python -m rased.training` first")
-        try:
-            self._session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
-            raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from None
-        meta = self._session.get_modelmeta().custom_metadata_map
-        if json.loads(meta.get("feature_names", "[]")) != list(SESSION_FEATURE_NAMES):
-            raise ModelError(
-                f"{path}: trained on other features than this code computes; retrain it"
-            )
+        self._scorer = OnnxSessionScorer(path)
         self._column = OUTPUT_SCORES.index(SCORE)
 
     def keystroke_scores(self, rows: FloatArray) -> FloatArray:
         """Return the keystroke_dynamics score of each feature row."""
-        (scores,) = self._session.run([_SCORES], {_INPUT: rows.astype(np.float32)})
-        return np.asarray(scores, dtype=np.float64)[:, self._column]
+        scores, _ = self._scorer.run(rows.astype(np.float32))
+        column: FloatArray = scores[:, self._column]
+        return column
 
 
 def _rows(profile: UserProfile, sessions: Sequence[pipeline_pb2.CompiledTransaction]) -> FloatArray:
