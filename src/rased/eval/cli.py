@@ -286,12 +286,12 @@ def _latency(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_repository(command: argparse.ArgumentParser) -> None:
+def _add_model_repository(command: argparse.ArgumentParser, model: Path = BOT_MODEL) -> None:
     command.add_argument(
         "--model-repository",
         type=Path,
         default=_REPO / "model_repository",
-        help="folder holding bot_detection/1/model.onnx (default: the repository's)",
+        help=f"folder holding {model.as_posix()} (default: the repository's)",
     )
 
 
@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=IMPOSTOR_REPS,
         help=f"every other subject's first N repetitions are impostors (default {IMPOSTOR_REPS})",
     )
-    _add_model_repository(keys)
+    _add_model_repository(keys, SESSION_SCORES_ONNX)
     lat = commands.add_parser(
         "latency", help="bot_detection inference latency per transaction through Triton"
     )
