@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from balabit_layout import balabit_people
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import ExtraTreesClassifier
 
 from rased.eval import generated_sessions
 from rased.eval.onnx_model import ModelError, OnnxClassifier
@@ -26,7 +28,7 @@ from rased.training.bot_detection import (
     reference_samples,
     train_bot_detection,
 )
-from rased.training.onnx_export import export_classifier, run_probabilities
+from rased.training.onnx_export import ExportError, export_classifier, run_probabilities
 from rased.training.split import is_test
 
 
@@ -51,6 +53,17 @@ def test_synthetic_bots_are_reproducible_and_valid() -> None:
     assert np.isfinite(features_of(a)).all()
     with pytest.raises(ValueError, match="unknown bot family"):
         synthetic_bots.generate("teleporter", np.random.default_rng(0))
+
+
+def test_only_sigmoid_calibration_of_one_ensemble_exports(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (120, 4))
+    y = (x[:, 0] > 0).astype(np.int64)
+    isotonic = CalibratedClassifierCV(
+        ExtraTreesClassifier(n_estimators=5, random_state=0), method="isotonic", cv=3
+    ).fit(x, y)
+    with pytest.raises(ExportError, match="method='sigmoid', ensemble=False"):
+        export_classifier(isotonic, ["a", "b", "c", "d"], tmp_path / "m.onnx", x, {})
 
 
 def test_decimated_keeps_clicks_and_half_the_moves() -> None:
