@@ -171,7 +171,7 @@ def fit_model(
     best cuts did (model card).
     """
     base = ExtraTreesClassifier(
-        n_estimators=200, min_samples_leaf=2, random_state=seed, n_jobs=_JOBS
+        n_estimators=200, min_samples_leaf=1, random_state=seed, n_jobs=_JOBS
     )
     folds = StratifiedKFold(_CALIBRATION_FOLDS, shuffle=True, random_state=seed)
     # Platt scaling: onnxruntime reproduces it exactly, unlike isotonic steps in float32.
