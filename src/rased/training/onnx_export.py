@@ -29,7 +29,7 @@ class ExportError(RuntimeError):
 
 
 def export_classifier(
-    model: Any,
+    model: CalibratedClassifierCV,
     feature_names: Sequence[str],
     path: Path,
     check_rows: NDArray[np.float64],
@@ -37,17 +37,16 @@ def export_classifier(
 ) -> None:
     """Write `model` as ONNX to `path`: input `features` [N, F] float32, output `probabilities`.
 
-    The feature names and `metadata` go into the file's metadata, so a reader can check
-    it feeds the columns in the order the model was trained on.
+    `model` is a binary classifier calibrated with method="sigmoid", ensemble=False (how
+    bot_detection is fitted). The feature names and `metadata` go into the file's
+    metadata, so a reader can check it feeds the columns in the order the model was
+    trained on.
 
     Raises:
-        ExportError: onnxruntime's probabilities differ from scikit-learn's on `check_rows`.
+        ExportError: the model is not of that form, or onnxruntime's probabilities differ
+            from scikit-learn's on `check_rows`.
     """
-    if isinstance(model, CalibratedClassifierCV):
-        proto = _platt_calibrated(model, len(feature_names))
-    else:
-        proto = _converted(model, len(feature_names))
-        _rename_output(proto)
+    proto = _platt_calibrated(model, len(feature_names))
     props = {"feature_names": json.dumps(list(feature_names)), **metadata}
     for key, value in props.items():
         entry = proto.metadata_props.add()
@@ -114,8 +113,7 @@ def _platt_calibrated(model: CalibratedClassifierCV, features: int) -> onnx.Mode
             helper.make_node("Sigmoid", ["platt_minus_z"], ["platt_bot"]),
             helper.make_node("Sub", ["platt_one", "platt_bot"], ["platt_person"]),
             helper.make_node("Concat", ["platt_person", "platt_bot"], [PROBABILITIES], axis=1),
-            helper.make_node("ArgMax", [PROBABILITIES], ["platt_label"], axis=1, keepdims=0),
-            helper.make_node("Cast", ["platt_label"], ["label"], to=TensorProto.INT64),
+            helper.make_node("ArgMax", [PROBABILITIES], ["label"], axis=1, keepdims=0),
         ]
     )
     graph.output.extend(
@@ -126,17 +124,6 @@ def _platt_calibrated(model: CalibratedClassifierCV, features: int) -> onnx.Mode
     )
     onnx.checker.check_model(proto)
     return proto
-
-
-def _rename_output(proto: onnx.ModelProto) -> None:
-    """Name the probability output `probabilities` whatever the converter called it."""
-    outputs = [o.name for o in proto.graph.output]
-    if PROBABILITIES in outputs:
-        return
-    old = outputs[-1]
-    for node in proto.graph.node:
-        node.output[:] = [PROBABILITIES if o == old else o for o in node.output]
-    proto.graph.output[-1].name = PROBABILITIES
 
 
 def run_probabilities(path: Path, rows: NDArray[np.float64]) -> NDArray[np.float64]:
