@@ -21,7 +21,12 @@ import numpy as np
 
 from rased.adapters.onnx.model_client import OnnxSessionScorer
 from rased.eval.metrics import equal_error_rate
-from rased.features.profile_comparison import OUTPUT_SCORES, observe, session_features
+from rased.features.profile_comparison import (
+    OUTPUT_SCORES,
+    Observation,
+    observe,
+    session_features,
+)
 from rased.features.trajectory import FloatArray
 from rased.scoring.profile import UserProfile, updated_profile
 from rased.training.datasets import DatasetError
@@ -129,12 +134,11 @@ class SessionScoresModel:
         return column
 
 
-def _rows(profile: UserProfile, sessions: Sequence[pipeline_pb2.CompiledTransaction]) -> FloatArray:
-    out = []
-    for compiled in sessions:
-        seen = observe(compiled)
-        out.append(session_features(seen.evidence, seen.activity, profile))
-    return np.asarray(out, dtype=np.float64)
+def _rows(profile: UserProfile, sessions: Sequence[Observation]) -> FloatArray:
+    return np.asarray(
+        [session_features(seen.evidence, seen.activity, profile) for seen in sessions],
+        dtype=np.float64,
+    )
 
 
 def evaluate_served_keystroke(
@@ -154,20 +158,23 @@ def evaluate_served_keystroke(
     check_protocol(data, train_reps, test_reps, impostor_reps)
     layout = KeyLayout.of(data.features)
     subjects = list(data.subjects)
-    sessions: dict[str, list[pipeline_pb2.CompiledTransaction]] = {}
+    # What each session shows does not depend on whose profile it is compared with: read
+    # once, not again for every subject it impersonates.
+    sessions: dict[str, list[Observation]] = {}
     for subject in subjects:
         reps = data.subjects[subject]
         sessions[subject] = [
-            repetition_session(
-                layout, reps[i], f"{subject}-{i:04d}", _START_MS + i * _SESSION_GAP_MS
+            observe(
+                repetition_session(
+                    layout, reps[i], f"{subject}-{i:04d}", _START_MS + i * _SESSION_GAP_MS
+                )
             )
             for i in range(reps.shape[0])
         ]
     eers: dict[str, float] = {}
     for n, subject in enumerate(subjects, start=1):
         profile = UserProfile()
-        for compiled in sessions[subject][:train_reps]:
-            seen = observe(compiled)
+        for seen in sessions[subject][:train_reps]:
             profile = updated_profile(profile, seen.evidence, seen.activity)
         genuine = model.keystroke_scores(_rows(profile, sessions[subject][-test_reps:]))
         others = [c for o in subjects if o != subject for c in sessions[o][:impostor_reps]]
