@@ -21,6 +21,8 @@ import pytest
 from rased.eval.cli import main
 from rased.features.keystroke import ScaledManhattan, WhitenedNearestNeighbour
 from rased.features.trajectory import FloatArray
+from rased.training.datasets import DatasetError
+from rased.training.keystroke import check_protocol, read_cmu
 from rased.training.synthetic_sessions import cmu_header, write_cmu_csv
 
 SMALL = Path(__file__).resolve().parents[1] / "data" / "cmu_keystroke_small.csv.gz"
@@ -248,6 +250,14 @@ def test_too_few_repetitions_or_subjects(
     assert "s003 has 399" in error
     write_cmu(path, {"s002": rng.uniform(0.05, 0.3, (400, width))}, compress=True)
     assert "need at least two" in fail(capsys, "--csv", str(path))
+
+
+def test_protocol_sizes_below_one_are_refused() -> None:
+    data = read_cmu(SMALL)
+    with pytest.raises(DatasetError, match=r"test and impersonate \(got 200, 0 and 5\)"):
+        check_protocol(data, 200, 0, 5)
+    with pytest.raises(DatasetError, match=r"at least 401 .* 401 to impersonate"):
+        check_protocol(data, 200, 200, 401)
 
 
 def test_truncated_gzip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
